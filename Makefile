@@ -1,0 +1,57 @@
+# crossmodal: every set-up and check step lives here. `make demo` and `make test` do all set-up themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8001
+MODEL_REPOSITORY ?= model_repository
+PROTO_SRC := protos/crossmodal/v1
+PROTO_OUT := clients/python/src
+PROTOS := $(wildcard $(PROTO_SRC)/*.proto)
+GENERATED := $(PROTOS:protos/%.proto=$(PROTO_OUT)/%_pb2.py)
+STAMP := $(VENV)/.setup-done
+
+.PHONY: setup proto serve demo test lint format placeholder-models clean
+
+setup: $(STAMP) proto
+
+$(STAMP): requirements.txt requirements-dev.txt clients/python/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	# open_clip is only the tokenizer oracle of the tests; its own deps would pull torchvision.
+	$(BIN)/pip install -q --no-deps open-clip-torch==3.3.0
+	$(BIN)/pip install -q -e clients/python
+	touch $@
+
+proto: $(GENERATED)
+
+$(PROTO_OUT)/%_pb2.py: protos/%.proto $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) \
+		--grpc_python_out=$(PROTO_OUT) $<
+
+serve: setup
+	$(BIN)/python -m server --model-repository $(MODEL_REPOSITORY) --host $(HOST) --port $(PORT)
+
+demo: setup
+	$(BIN)/python clients/python/examples/run_demo.py --host $(HOST) --port $(PORT) \
+		--model-repository $(MODEL_REPOSITORY)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: setup lint
+	$(BIN)/python -m pytest -q
+
+# Rebuilds the committed placeholder CLIP models (tiny random weights, deterministic).
+placeholder-models: setup
+	$(BIN)/python -m tools.build_tiny_clip --out .cache/placeholder-clip --preset placeholder
+	$(BIN)/python -m tools.export_clip .cache/placeholder-clip --repository $(MODEL_REPOSITORY) --version 1
+
+clean:
+	rm -rf .cache .pytest_cache .ruff_cache $(PROTO_OUT)/crossmodal/v1/*_pb2*.py*

@@ -1,0 +1,97 @@
+"""The engine: the high-level operations (encode, compare, classify) over the repository, no network.
+
+Everything here is synchronous and runs in worker threads; the gRPC service only converts messages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from server.config import Limits
+from server.errors import InvalidInput, LimitExceeded
+from server.inputs import ClassifyResult, CompareResult, EncodeResult, Input, LabelScore, ModelRef, TextInput
+from server.pipeline import ClipPipeline, resolve_pipeline
+from server.repository.repository import ModelRepository
+
+PLACEHOLDER = "{}"
+
+
+class Engine:
+    def __init__(self, repository: ModelRepository, limits: Limits, default_pipeline: str = "clip") -> None:
+        self.repository = repository
+        self.limits = limits
+        self.default_pipeline = default_pipeline
+
+    def pipeline(self, ref: ModelRef) -> ClipPipeline:
+        if ref.version < 0:
+            raise InvalidInput(f"model.version must be 0 (newest) or a positive version, got {ref.version}")
+        return resolve_pipeline(self.repository, ref.name or self.default_pipeline, ref.version)
+
+    def encode(self, ref: ModelRef, items: list[Input]) -> EncodeResult:
+        self._check_count("items", len(items))
+        pipeline = self.pipeline(ref)
+        embeddings, texts = pipeline.embed(_named("items", items), self.limits)
+        return EncodeResult(embeddings, texts, pipeline.models)
+
+    def compare(self, ref: ModelRef, queries: list[Input], candidates: list[Input]) -> CompareResult:
+        self._check_count("queries", len(queries))
+        self._check_count("candidates", len(candidates))
+        self._check_count("queries + candidates", len(queries) + len(candidates))
+        pipeline = self.pipeline(ref)
+        embeddings, texts = pipeline.embed(
+            _named("queries", queries) + _named("candidates", candidates), self.limits
+        )
+        similarity = embeddings[: len(queries)] @ embeddings[len(queries) :].T
+        probabilities = softmax(pipeline.logit_scale * similarity)
+        return CompareResult(similarity, probabilities, pipeline.logit_scale, texts, pipeline.models)
+
+    def classify(
+        self, ref: ModelRef, items: list[Input], labels: list[str], prompt_template: str, top_k: int
+    ) -> ClassifyResult:
+        self._check_count("items", len(items))
+        self._check_count("labels", len(labels))
+        if top_k < 0:
+            raise InvalidInput(f"top_k must be 0 (all labels) or positive, got {top_k}")
+        if prompt_template and PLACEHOLDER not in prompt_template:
+            raise InvalidInput(
+                f"prompt_template must contain {PLACEHOLDER} where the label goes: {prompt_template!r}"
+            )
+        for index, label in enumerate(labels):
+            if not label.strip():
+                raise InvalidInput(f"labels[{index}]: label is empty")
+        prompts = [
+            prompt_template.replace(PLACEHOLDER, label) if prompt_template else label for label in labels
+        ]
+        pipeline = self.pipeline(ref)
+        named = _named("items", items) + [(f"labels[{i}]", TextInput(p)) for i, p in enumerate(prompts)]
+        embeddings, texts = pipeline.embed(named, self.limits)
+        similarity = embeddings[: len(items)] @ embeddings[len(items) :].T
+        probabilities = softmax(pipeline.logit_scale * similarity)
+        keep = min(top_k or len(labels), len(labels))
+        results = []
+        for row in range(len(items)):
+            best = np.argsort(-probabilities[row], kind="stable")[:keep]
+            results.append(
+                [
+                    LabelScore(int(i), labels[i], float(probabilities[row, i]), float(similarity[row, i]))
+                    for i in best
+                ]
+            )
+        label_texts = texts[len(texts) - len(labels) :]
+        return ClassifyResult(results, label_texts, pipeline.models)
+
+    def _check_count(self, what: str, count: int) -> None:
+        if count == 0:
+            raise InvalidInput(f"{what}: empty; send at least one")
+        if count > self.limits.max_items:
+            raise LimitExceeded(f"{what}: {count} given; the limit is {self.limits.max_items} per request")
+
+
+def _named(field: str, items: list[Input]) -> list[tuple[str, Input]]:
+    return [(f"{field}[{i}]", item) for i, item in enumerate(items)]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)

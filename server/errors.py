@@ -1,0 +1,25 @@
+"""Domain errors of the engine; the gRPC adapter maps each to one status code."""
+
+
+class CrossModalError(Exception):
+    """Base of every error the engine reports to a caller."""
+
+
+class InvalidInput(CrossModalError):
+    """The request is malformed; the message names the item and the reason (INVALID_ARGUMENT)."""
+
+
+class LimitExceeded(CrossModalError):
+    """A configured limit was exceeded; the message names the item and the limit (RESOURCE_EXHAUSTED)."""
+
+
+class ModelNotFound(CrossModalError):
+    """Unknown model name or version (NOT_FOUND)."""
+
+
+class ModelNotReady(CrossModalError):
+    """The model exists but cannot serve now (UNAVAILABLE)."""
+
+
+class ModelLoadError(CrossModalError):
+    """A model version could not be loaded; the message says why."""

@@ -1,0 +1,80 @@
+"""What every ONNX-backed model version shares: its identity, session, settings from config and metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from crossmodal.v1 import model_config_pb2 as mc
+from server.errors import ModelLoadError
+from server.repository.model_config import parameter
+from server.runtime.session import LoadedSession, SessionFactory
+
+DEFAULT_MAX_BATCH = 32
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where one model version lives and how it is configured."""
+
+    name: str
+    version: int
+    directory: Path  # the version folder
+    config: mc.ModelConfig
+
+
+class OnnxModel:
+    """One loaded version of an ONNX model."""
+
+    model_type = ""
+
+    def __init__(self, source: ModelSource, loaded: LoadedSession) -> None:
+        self.name = source.name
+        self.version = source.version
+        self.config = source.config
+        self.loaded = loaded
+        self.session = loaded.session
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_name = self.session.get_outputs()[0].name
+        self.max_batch_size = source.config.max_batch_size or DEFAULT_MAX_BATCH
+
+    @staticmethod
+    def open_session(source: ModelSource, factory: SessionFactory) -> LoadedSession:
+        filename = source.config.default_model_filename or "model.onnx"
+        return factory.create(source.directory / filename, source.config)
+
+    @property
+    def provider(self) -> str:
+        return self.loaded.provider
+
+    def setting(self, key: str) -> str | None:
+        """A model fact: config.pbtxt `parameters` win over the ONNX metadata the exporter wrote."""
+        return parameter(self.config, key, self.loaded.metadata.get(key))
+
+    def float_setting(self, key: str) -> float:
+        value = self.setting(key)
+        if value is None:
+            raise ModelLoadError(
+                f"model '{self.name}' version {self.version}: '{key}' is neither in the ONNX metadata "
+                "nor in config.pbtxt parameters"
+            )
+        try:
+            return float(value)
+        except ValueError as error:
+            raise ModelLoadError(f"model '{self.name}': '{key}' is not a number: {value!r}") from error
+
+    def run_batches(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Runs in slices of max_batch_size along axis 0 and joins the outputs."""
+        total = next(iter(feeds.values())).shape[0]
+        outputs = []
+        for start in range(0, total, self.max_batch_size):
+            part = {k: v[start : start + self.max_batch_size] for k, v in feeds.items()}
+            outputs.append(self.session.run([self.output_name], part)[0])
+        return np.concatenate(outputs, axis=0)
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)

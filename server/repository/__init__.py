@@ -1,0 +1,1 @@
+"""The Triton-style model repository: config.pbtxt parsing, version discovery and policy, loading."""

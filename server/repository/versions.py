@@ -1,0 +1,36 @@
+"""Version folders and Triton's version_policy (latest N / all / specific)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from crossmodal.v1 import model_config_pb2 as mc
+from server.errors import ModelLoadError
+
+
+def discover_versions(model_dir: Path) -> list[int]:
+    """Positive integer sub-folders, ascending; anything else (e.g. `tmp`, `0`, `01x`) is not a version."""
+    versions = []
+    for child in model_dir.iterdir():
+        if child.is_dir() and child.name.isdigit() and not child.name.startswith("0"):
+            versions.append(int(child.name))
+    return sorted(versions)
+
+
+def select_versions(available: list[int], policy: mc.ModelVersionPolicy, model: str) -> list[int]:
+    """The versions the policy serves, ascending. Default (no policy) is Triton's: the newest one."""
+    choice = policy.WhichOneof("policy_choice")
+    if choice == "all":
+        return list(available)
+    if choice == "specific":
+        wanted = sorted(set(policy.specific.versions))
+        missing = [v for v in wanted if v not in available]
+        if missing:
+            raise ModelLoadError(
+                f"model '{model}': version_policy names versions {missing} that have no folder"
+            )
+        return wanted
+    count = policy.latest.num_versions if choice == "latest" else 1
+    if count < 1:
+        raise ModelLoadError(f"model '{model}': version_policy latest num_versions must be at least 1")
+    return available[-count:]

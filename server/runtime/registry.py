@@ -1,0 +1,42 @@
+"""The one place that maps a config's `model_type` parameter to the backend class that serves it."""
+
+from __future__ import annotations
+
+from crossmodal.v1 import model_config_pb2 as mc
+from server.errors import ModelLoadError
+from server.models.clip_text import ClipTextModel
+from server.models.clip_vision import ClipVisionModel
+from server.models.onnx_model import ModelSource, OnnxModel
+from server.repository.model_config import parameter
+from server.runtime.session import SessionFactory
+
+BACKENDS: dict[str, type[OnnxModel]] = {
+    ClipVisionModel.model_type: ClipVisionModel,
+    ClipTextModel.model_type: ClipTextModel,
+}
+
+
+def backend_class(config: mc.ModelConfig) -> type[OnnxModel]:
+    model_type = parameter(config, "model_type")
+    if model_type is None:
+        raise ModelLoadError(
+            f"model '{config.name}': config.pbtxt needs parameters {{ key: \"model_type\" ... }} "
+            f"naming one of {sorted(BACKENDS)}"
+        )
+    if model_type not in BACKENDS:
+        raise ModelLoadError(
+            f"model '{config.name}': unknown model_type '{model_type}' (known: {sorted(BACKENDS)})"
+        )
+    return BACKENDS[model_type]
+
+
+def build_model(source: ModelSource, factory: SessionFactory) -> OnnxModel:
+    """Loads one version and warms it up; only a warmed model is ever reported ready."""
+    model = backend_class(source.config)(source, factory)
+    try:
+        model.warmup()
+    except Exception as error:  # a graph that loads but cannot run is a load failure, with its reason
+        raise ModelLoadError(
+            f"model '{source.name}' version {source.version}: warm-up failed: {error}"
+        ) from error
+    return model

@@ -1,0 +1,110 @@
+"""Builds ONNX Runtime sessions with options from config.pbtxt `parameters` and the instance_group.
+
+Parameters read (all optional, names as in Triton's ONNX Runtime backend where it has them):
+  intra_op_thread_count, inter_op_thread_count   threads per session (0 = ONNX Runtime default)
+  execution_mode                                  sequential | parallel
+  graph_optimization_level                        disable | basic | extended | all (default all)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+
+from crossmodal.v1 import model_config_pb2 as mc
+from server.errors import ModelLoadError
+from server.repository.model_config import parameter
+from server.runtime.providers import CUDA, ProviderRequest, provider_request
+
+log = logging.getLogger(__name__)
+
+OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+EXECUTION_MODES = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL, "parallel": ort.ExecutionMode.ORT_PARALLEL}
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    execution_mode: str = "sequential"
+    optimization_level: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
+            raise ValueError("thread counts must not be negative")
+        if self.execution_mode not in EXECUTION_MODES:
+            raise ValueError(f"execution_mode must be one of {sorted(EXECUTION_MODES)}")
+        if self.optimization_level not in OPTIMIZATION_LEVELS:
+            raise ValueError(f"graph_optimization_level must be one of {sorted(OPTIMIZATION_LEVELS)}")
+
+    @classmethod
+    def from_config(cls, config: mc.ModelConfig) -> SessionSettings:
+        try:
+            return cls(
+                intra_op_threads=int(parameter(config, "intra_op_thread_count", "0")),
+                inter_op_threads=int(parameter(config, "inter_op_thread_count", "0")),
+                execution_mode=parameter(config, "execution_mode", "sequential"),
+                optimization_level=parameter(config, "graph_optimization_level", "all"),
+            )
+        except ValueError as error:
+            raise ModelLoadError(f"model '{config.name}': bad session parameter: {error}") from error
+
+    def options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = self.inter_op_threads
+        options.execution_mode = EXECUTION_MODES[self.execution_mode]
+        options.graph_optimization_level = OPTIMIZATION_LEVELS[self.optimization_level]
+        options.log_severity_level = 3  # ORT's own warnings are noise here; we log what matters ourselves
+        return options
+
+
+@dataclass(frozen=True)
+class LoadedSession:
+    session: ort.InferenceSession
+    provider: str  # what really runs it, e.g. "CUDA:0" or "CPU"
+    fell_back: bool
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+
+class SessionFactory:
+    """Creates sessions; with strict_gpu a KIND_GPU model without working CUDA fails to load."""
+
+    def __init__(self, strict_gpu: bool = False) -> None:
+        self.strict_gpu = strict_gpu
+
+    def create(self, model_path: Path, config: mc.ModelConfig) -> LoadedSession:
+        request = provider_request(config)
+        settings = SessionSettings.from_config(config)
+        if not model_path.is_file():
+            raise ModelLoadError(f"model '{config.name}': missing file {model_path.name}")
+        session = self._open(model_path, config, request, settings)
+        if request.wants_gpu and CUDA not in session.get_providers():
+            reason = (
+                f"model '{config.name}' asks for {request.describe()} (instance_group KIND_GPU) "
+                "but CUDA is not available to ONNX Runtime here"
+            )
+            if self.strict_gpu:
+                raise ModelLoadError(f"{reason}; refusing to load because the server runs with --strict-gpu")
+            log.warning("%s; running it on CPU instead", reason)
+            return LoadedSession(session, "CPU", fell_back=True)
+        return LoadedSession(session, request.describe(), fell_back=False)
+
+    def _open(self, path: Path, config, request: ProviderRequest, settings) -> ort.InferenceSession:
+        try:
+            return ort.InferenceSession(
+                str(path), sess_options=settings.options(), providers=request.providers()
+            )
+        except Exception as error:  # ORT raises its own exception types for corrupt or unsupported graphs
+            raise ModelLoadError(f"model '{config.name}': cannot load {path.name}: {error}") from error

@@ -1,0 +1,88 @@
+"""Protobuf <-> engine types for crossmodal.v1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from crossmodal.v1 import crossmodal_pb2 as pb
+from server.errors import InvalidInput
+from server.inputs import (
+    ClassifyResult,
+    CompareResult,
+    EncodeResult,
+    ImageInput,
+    Input,
+    ModelRef,
+    TextInput,
+    TextOutcome,
+)
+
+
+def model_ref(spec: pb.ModelSpec) -> ModelRef:
+    return ModelRef(name=spec.name, version=spec.version)
+
+
+def inputs(field: str, items: Iterable[pb.Item]) -> list[Input]:
+    converted: list[Input] = []
+    for index, item in enumerate(items):
+        kind = item.WhichOneof("kind")
+        if kind == "image":
+            converted.append(ImageInput(item.image))
+        elif kind == "text":
+            converted.append(TextInput(item.text))
+        else:
+            raise InvalidInput(f"{field}[{index}]: neither image nor text is set")
+    return converted
+
+
+def model_info(models: list[tuple[str, int]]) -> pb.ModelInfo:
+    return pb.ModelInfo(models=[pb.ResolvedModel(name=n, version=v) for n, v in models])
+
+
+def text_result(outcome: TextOutcome) -> pb.TextResult:
+    return pb.TextResult(
+        text=outcome.text,
+        language=outcome.language,
+        tokens=list(outcome.tokens),
+        translations=[pb.Hypothesis(text=h.text, score=h.score) for h in outcome.translations],
+        encoded_text=outcome.encoded_text,
+    )
+
+
+def encode_response(result: EncodeResult) -> pb.EncodeResponse:
+    return pb.EncodeResponse(
+        embeddings=[pb.Embedding(values=row.tolist()) for row in result.embeddings],
+        texts=[text_result(t) for t in result.texts],
+        model=model_info(result.models),
+    )
+
+
+def compare_response(result: CompareResult) -> pb.CompareResponse:
+    rows, cols = result.similarity.shape
+    return pb.CompareResponse(
+        rows=rows,
+        cols=cols,
+        similarity=result.similarity.ravel().tolist(),
+        probabilities=result.probabilities.ravel().tolist(),
+        texts=[text_result(t) for t in result.texts],
+        model=model_info(result.models),
+        logit_scale=result.logit_scale,
+    )
+
+
+def classify_response(result: ClassifyResult) -> pb.ClassifyResponse:
+    return pb.ClassifyResponse(
+        results=[
+            pb.Classification(
+                scores=[
+                    pb.LabelScore(
+                        index=s.index, label=s.label, probability=s.probability, similarity=s.similarity
+                    )
+                    for s in scores
+                ]
+            )
+            for scores in result.results
+        ],
+        labels=[text_result(t) for t in result.labels],
+        model=model_info(result.models),
+    )

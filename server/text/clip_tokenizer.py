@@ -1,0 +1,76 @@
+"""The CLIP BPE tokenizer, from the model's `tokenizer.json`, with the original CLIP text cleaning.
+
+The `tokenizers` file already lowercases and collapses whitespace; the original tokenizer also repairs
+mojibake (ftfy) and unescapes HTML entities, so that is done here first. Sequences longer than the
+context are cut with the end-of-text token kept last; a batch is padded only to its longest sequence.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import ftfy
+import numpy as np
+from tokenizers import Tokenizer
+
+from server.errors import ModelLoadError
+
+START_OF_TEXT = "<|startoftext|>"
+END_OF_TEXT = "<|endoftext|>"
+PAD_ID = 0  # masked out; the CLIP text tower pools at the end-of-text token, never at padding
+
+
+def clean_text(text: str) -> str:
+    text = ftfy.fix_text(text)
+    return html.unescape(html.unescape(text)).strip()
+
+
+class ClipTokenizer:
+    def __init__(self, tokenizer: Tokenizer, context_length: int) -> None:
+        if context_length < 2:
+            raise ModelLoadError(f"context length must be at least 2, got {context_length}")
+        self._tokenizer = tokenizer
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
+        self.context_length = context_length
+        self.start_id = self._special_id(START_OF_TEXT)
+        self.end_id = self._special_id(END_OF_TEXT)
+
+    @classmethod
+    def from_file(cls, path: Path, context_length: int) -> ClipTokenizer:
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as error:  # tokenizers raises a plain Exception for unreadable files
+            raise ModelLoadError(f"cannot load tokenizer {path}: {error}") from error
+        return cls(tokenizer, context_length)
+
+    def _special_id(self, token: str) -> int:
+        token_id = self._tokenizer.token_to_id(token)
+        if token_id is None:
+            raise ModelLoadError(f"tokenizer has no {token} token; is it a CLIP tokenizer?")
+        return token_id
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Ids per text with start/end tokens, at most context_length long (end token kept last)."""
+        encodings = self._tokenizer.encode_batch([clean_text(t) for t in texts])
+        result = []
+        for encoding in encodings:
+            ids = list(encoding.ids)
+            if ids[:1] != [self.start_id]:  # a tokenizer.json without the post-processor
+                ids = [self.start_id, *ids, self.end_id]
+            if len(ids) > self.context_length:
+                ids = ids[: self.context_length]
+                ids[-1] = self.end_id
+            result.append(ids)
+        return result
+
+    def pad(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """[N, longest] input_ids and attention_mask (int64)."""
+        longest = max(len(s) for s in sequences)
+        ids = np.full((len(sequences), longest), PAD_ID, dtype=np.int64)
+        mask = np.zeros((len(sequences), longest), dtype=np.int64)
+        for row, sequence in enumerate(sequences):
+            ids[row, : len(sequence)] = sequence
+            mask[row, : len(sequence)] = 1
+        return ids, mask

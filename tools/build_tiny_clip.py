@@ -1,0 +1,104 @@
+"""Builds a small random-weight CLIP checkpoint folder (deterministic seed) in `transformers` layout.
+
+The folder looks like a real hub checkpoint: model weights + config, the real CLIP BPE tokenizer and the
+OpenAI image preprocessing, so `tools.export_clip` treats it exactly like `openai/clip-vit-base-patch32`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.clip_bpe import write_vocab_and_merges
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TinyClipShape:
+    image_size: int
+    patch_size: int
+    vision_width: int
+    text_width: int
+    layers: int
+    heads: int
+    projection_dim: int
+    context_length: int = 77
+
+
+PRESETS = {
+    # Unit-test size: a non-224 input proves the preprocessing reads its size from the model's files.
+    "tiny": TinyClipShape(
+        image_size=64, patch_size=16, vision_width=32, text_width=32, layers=2, heads=2, projection_dim=24
+    ),
+    # The committed placeholder: OpenAI input size, small enough to commit (the token table dominates).
+    "placeholder": TinyClipShape(
+        image_size=224, patch_size=32, vision_width=32, text_width=16, layers=2, heads=2, projection_dim=32
+    ),
+}
+
+
+def build_tiny_clip(out_dir: Path, shape: TinyClipShape, seed: int = 0) -> Path:
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer, CLIPTokenizerFast
+
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": 49408,
+            "hidden_size": shape.text_width,
+            "intermediate_size": shape.text_width * 4,
+            "num_hidden_layers": shape.layers,
+            "num_attention_heads": shape.heads,
+            "max_position_embeddings": shape.context_length,
+            "bos_token_id": 49406,
+            "eos_token_id": 49407,
+            "pad_token_id": 49407,
+        },
+        vision_config={
+            "image_size": shape.image_size,
+            "patch_size": shape.patch_size,
+            "hidden_size": shape.vision_width,
+            "intermediate_size": shape.vision_width * 4,
+            "num_hidden_layers": shape.layers,
+            "num_attention_heads": shape.heads,
+        },
+        projection_dim=shape.projection_dim,
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(config).eval()
+    # A random init leaves logit_scale at ln(1/0.07); keep it, it is what an untrained CLIP carries.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab, merges = write_vocab_and_merges(Path(tmp))
+        slow = CLIPTokenizer(vocab_file=str(vocab), merges_file=str(merges))
+        slow.model_max_length = shape.context_length
+        slow.save_pretrained(out_dir)
+    (out_dir / "tokenizer.json").unlink(missing_ok=True)  # else the stale file would be loaded, not converted
+    # Loading the fast tokenizer converts the slow one and lets us write tokenizer.json beside it.
+    CLIPTokenizerFast.from_pretrained(out_dir).save_pretrained(out_dir)
+
+    CLIPImageProcessor(
+        size={"shortest_edge": shape.image_size},
+        crop_size={"height": shape.image_size, "width": shape.image_size},
+    ).save_pretrained(out_dir)
+    log.info("built %s CLIP checkpoint in %s", shape, out_dir)
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model size")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the weights")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    build_tiny_clip(args.out, PRESETS[args.preset], args.seed)
+
+
+if __name__ == "__main__":
+    main()
