@@ -36,7 +36,7 @@ PRESETS = {
     ),
     # The committed placeholder: OpenAI input size, small enough to commit (the token table dominates).
     "placeholder": TinyClipShape(
-        image_size=224, patch_size=32, vision_width=32, text_width=16, layers=2, heads=2, projection_dim=32
+        image_size=224, patch_size=32, vision_width=32, text_width=8, layers=2, heads=2, projection_dim=32
     ),
 }
 

@@ -1,0 +1,5 @@
+"""Python client for the crossmodal server: `CrossModalClient` (blocking) and `AsyncCrossModalClient`."""
+
+from crossmodal.client import AsyncCrossModalClient, CrossModalClient, image_item, make_item, text_item
+
+__all__ = ["AsyncCrossModalClient", "CrossModalClient", "image_item", "make_item", "text_item"]

@@ -1,0 +1,153 @@
+"""`crossmodal` command line: encode, compare and classify against a running server.
+
+Each subcommand prints a readable report, or with --json the response as protobuf JSON (proto field names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import grpc
+from google.protobuf import json_format
+
+from crossmodal.client import CrossModalClient, image_item, text_item
+from crossmodal.report import classify_report, compare_report, encode_report
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", default="127.0.0.1:8001", help="server address host:port")
+    parser.add_argument("--model", default="", help="pipeline name (empty: the server's default)")
+    parser.add_argument("--version", type=int, default=0, help="model version (0: newest ready)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds before the call is abandoned")
+    parser.add_argument("--json", action="store_true", help="print the response as JSON (proto field names)")
+
+
+def _items(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help=f"image file {what} (repeatable)",
+    )
+    parser.add_argument(
+        "--text", action="append", default=[], metavar="STR", help=f"text {what} (repeatable)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crossmodal", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    encode = commands.add_parser(
+        "encode",
+        help="embeddings of images and texts",
+        description="Embeddings of images and texts, images first then texts.",
+    )
+    _items(encode, "to embed")
+    _common(encode)
+
+    compare = commands.add_parser(
+        "compare",
+        help="similarity of queries against candidates",
+        description="Cosine similarity and per-query softmax. Queries are --query-image/--query-text when "
+        "given; otherwise the images are queries and the texts candidates (or, with only one kind, "
+        "every item against every item).",
+    )
+    _items(compare, "candidate")
+    compare.add_argument(
+        "--query-image",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="image file query (repeatable)",
+    )
+    compare.add_argument(
+        "--query-text", action="append", default=[], metavar="STR", help="text query (repeatable)"
+    )
+    _common(compare)
+
+    classify = commands.add_parser(
+        "classify",
+        help="zero-shot classification against labels",
+        description="Zero-shot classification of each image/text against the labels.",
+    )
+    _items(classify, "to classify")
+    classify.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        required=True,
+        metavar="STR",
+        help="candidate label (repeatable)",
+    )
+    classify.add_argument("--prompt-template", default="", help='e.g. "a photo of {}"; {} is the label')
+    classify.add_argument("--top-k", type=int, default=0, help="labels to report per item (0: all)")
+    _common(classify)
+    return parser
+
+
+def _load(images: list[Path], texts: list[str]) -> tuple[list, list[str]]:
+    items, descriptions = [], []
+    for path in images:
+        try:
+            items.append(image_item(path))
+        except OSError as error:
+            raise SystemExit(f"crossmodal: cannot read image {path}: {error.strerror}") from error
+        descriptions.append(f"image {path}")
+    for text in texts:
+        items.append(text_item(text))
+        descriptions.append(f'text "{text}"')
+    return items, descriptions
+
+
+def _compare_sides(args) -> tuple[tuple[list, list[str]], tuple[list, list[str]]]:
+    if args.query_image or args.query_text:
+        return _load(args.query_image, args.query_text), _load(args.image, args.text)
+    if args.image and args.text:
+        return _load(args.image, []), _load([], args.text)
+    everything = _load(args.image, args.text)
+    return everything, everything
+
+
+def run(args: argparse.Namespace, client: CrossModalClient) -> str:
+    if args.command == "encode":
+        items, descriptions = _load(args.image, args.text)
+        if not items:
+            raise SystemExit("crossmodal encode: give at least one --image or --text")
+        response = client.encode(items, args.model, args.version)
+        return _json(response) if args.json else encode_report(response, descriptions)
+    if args.command == "compare":
+        (queries, query_names), (candidates, candidate_names) = _compare_sides(args)
+        if not queries or not candidates:
+            raise SystemExit("crossmodal compare: give queries and candidates (--image/--text/--query-*)")
+        response = client.compare(queries, candidates, args.model, args.version)
+        return _json(response) if args.json else compare_report(response, query_names, candidate_names)
+    items, descriptions = _load(args.image, args.text)
+    if not items:
+        raise SystemExit("crossmodal classify: give at least one --image or --text to classify")
+    response = client.classify(items, args.label, args.prompt_template, args.top_k, args.model, args.version)
+    return _json(response) if args.json else classify_report(response, descriptions)
+
+
+def _json(message) -> str:
+    return json_format.MessageToJson(message, preserving_proto_field_name=True, ensure_ascii=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with CrossModalClient(args.server, timeout=args.timeout) as client:
+        try:
+            print(run(args, client))
+        except grpc.RpcError as error:
+            print(f"crossmodal {args.command}: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

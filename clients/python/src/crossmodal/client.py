@@ -1,0 +1,211 @@
+"""Client library: one method per RPC, taking plain Python values and returning the response messages.
+
+Items may be given as `str` (a text), `bytes` (an encoded image), `pathlib.Path` (an image file) or a
+ready `crossmodal.v1.Item`. Errors surface as `grpc.RpcError` with the server's status code and message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import grpc
+
+from crossmodal.v1 import crossmodal_pb2 as pb
+from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
+
+ItemLike = str | bytes | Path | pb.Item
+DEFAULT_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def text_item(text: str) -> pb.Item:
+    return pb.Item(text=text)
+
+
+def image_item(image: bytes | Path | str) -> pb.Item:
+    """An image item from encoded bytes or a file path."""
+    data = image if isinstance(image, bytes) else Path(image).read_bytes()
+    return pb.Item(image=data)
+
+
+def make_item(value: ItemLike) -> pb.Item:
+    if isinstance(value, pb.Item):
+        return value
+    if isinstance(value, str):
+        return text_item(value)
+    if isinstance(value, bytes | Path):
+        return image_item(value)
+    raise TypeError(f"cannot make an item of {type(value).__name__}; use str, bytes, Path or Item")
+
+
+def _items(values: Iterable[ItemLike]) -> list[pb.Item]:
+    return [make_item(v) for v in values]
+
+
+def _spec(model: str, version: int) -> pb.ModelSpec:
+    return pb.ModelSpec(name=model, version=version)
+
+
+def _channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+
+
+class _Requests:
+    """Builds request messages; shared by the blocking and the asyncio client."""
+
+    @staticmethod
+    def encode(items, model, version) -> pb.EncodeRequest:
+        return pb.EncodeRequest(model=_spec(model, version), items=_items(items))
+
+    @staticmethod
+    def compare(queries, candidates, model, version) -> pb.CompareRequest:
+        return pb.CompareRequest(
+            model=_spec(model, version), queries=_items(queries), candidates=_items(candidates)
+        )
+
+    @staticmethod
+    def classify(items, labels, prompt_template, top_k, model, version) -> pb.ClassifyRequest:
+        return pb.ClassifyRequest(
+            model=_spec(model, version),
+            items=_items(items),
+            labels=list(labels),
+            prompt_template=prompt_template,
+            top_k=top_k,
+        )
+
+    @staticmethod
+    def translate(texts, num_beams, num_hypotheses, max_length, length_penalty, model, version):
+        return pb.TranslateRequest(
+            model=_spec(model, version),
+            texts=list(texts),
+            num_beams=num_beams,
+            num_hypotheses=num_hypotheses,
+            max_length=max_length,
+            length_penalty=length_penalty,
+        )
+
+
+class CrossModalClient:
+    """Blocking client. Use as a context manager, or call close()."""
+
+    def __init__(
+        self,
+        target: str = "127.0.0.1:8001",
+        timeout: float | None = 60.0,
+        channel: grpc.Channel | None = None,
+        max_message_bytes: int = DEFAULT_MESSAGE_BYTES,
+    ) -> None:
+        self._channel = channel or grpc.insecure_channel(target, options=_channel_options(max_message_bytes))
+        self._stub = pb_grpc.CrossModalStub(self._channel)
+        self.timeout = timeout
+
+    def __enter__(self) -> CrossModalClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def wait_until_ready(self, timeout: float = 30.0) -> None:
+        grpc.channel_ready_future(self._channel).result(timeout=timeout)
+
+    def encode(self, items: Sequence[ItemLike], model: str = "", version: int = 0) -> pb.EncodeResponse:
+        return self._stub.Encode(_Requests.encode(items, model, version), timeout=self.timeout)
+
+    def compare(
+        self, queries: Sequence[ItemLike], candidates: Sequence[ItemLike], model: str = "", version: int = 0
+    ) -> pb.CompareResponse:
+        return self._stub.Compare(
+            _Requests.compare(queries, candidates, model, version), timeout=self.timeout
+        )
+
+    def classify(
+        self,
+        items: Sequence[ItemLike],
+        labels: Sequence[str],
+        prompt_template: str = "",
+        top_k: int = 0,
+        model: str = "",
+        version: int = 0,
+    ) -> pb.ClassifyResponse:
+        request = _Requests.classify(items, labels, prompt_template, top_k, model, version)
+        return self._stub.Classify(request, timeout=self.timeout)
+
+    def translate(
+        self,
+        texts: Sequence[str],
+        num_beams: int = 0,
+        num_hypotheses: int = 0,
+        max_length: int = 0,
+        length_penalty: float = 0.0,
+        model: str = "",
+        version: int = 0,
+    ) -> pb.TranslateResponse:
+        request = _Requests.translate(
+            texts, num_beams, num_hypotheses, max_length, length_penalty, model, version
+        )
+        return self._stub.Translate(request, timeout=self.timeout)
+
+
+class AsyncCrossModalClient:
+    """asyncio client (grpc.aio). Use with `async with`, or await close()."""
+
+    def __init__(
+        self,
+        target: str = "127.0.0.1:8001",
+        timeout: float | None = 60.0,
+        max_message_bytes: int = DEFAULT_MESSAGE_BYTES,
+    ) -> None:
+        self._channel = grpc.aio.insecure_channel(target, options=_channel_options(max_message_bytes))
+        self._stub = pb_grpc.CrossModalStub(self._channel)
+        self.timeout = timeout
+
+    async def __aenter__(self) -> AsyncCrossModalClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def encode(self, items: Sequence[ItemLike], model: str = "", version: int = 0) -> pb.EncodeResponse:
+        return await self._stub.Encode(_Requests.encode(items, model, version), timeout=self.timeout)
+
+    async def compare(
+        self, queries: Sequence[ItemLike], candidates: Sequence[ItemLike], model: str = "", version: int = 0
+    ) -> pb.CompareResponse:
+        request = _Requests.compare(queries, candidates, model, version)
+        return await self._stub.Compare(request, timeout=self.timeout)
+
+    async def classify(
+        self,
+        items: Sequence[ItemLike],
+        labels: Sequence[str],
+        prompt_template: str = "",
+        top_k: int = 0,
+        model: str = "",
+        version: int = 0,
+    ) -> pb.ClassifyResponse:
+        request = _Requests.classify(items, labels, prompt_template, top_k, model, version)
+        return await self._stub.Classify(request, timeout=self.timeout)
+
+    async def translate(
+        self,
+        texts: Sequence[str],
+        num_beams: int = 0,
+        num_hypotheses: int = 0,
+        max_length: int = 0,
+        length_penalty: float = 0.0,
+        model: str = "",
+        version: int = 0,
+    ) -> pb.TranslateResponse:
+        request = _Requests.translate(
+            texts, num_beams, num_hypotheses, max_length, length_penalty, model, version
+        )
+        return await self._stub.Translate(request, timeout=self.timeout)
