@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 from crossmodal.v1 import model_config_pb2 as mc
@@ -31,7 +32,9 @@ def _export(module, args: tuple, path: Path, input_names, output_names, dynamic_
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "model.onnx"
-        with torch.no_grad():
+        # The tracer warns about Python control flow in transformers that is constant for CLIP towers.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 module,
                 args,

@@ -39,6 +39,8 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         ) from error
     except Image.DecompressionBombError as error:
         raise ImageTooLarge(str(error)) from error
+    except Exception as error:  # Pillow's plugins raise many kinds of errors on corrupt headers
+        raise ImageDecodeError(f"corrupt image header ({len(data)} bytes): {_describe(error)}") from error
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
@@ -49,8 +51,12 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         image.load()
         image = ImageOps.exif_transpose(image)
         return to_rgb(image)
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
-        raise ImageDecodeError(f"cannot decode {image.format} image: {error}") from error
+    except Exception as error:  # truncated or corrupt pixel data, whatever the plugin raises for it
+        raise ImageDecodeError(f"cannot decode {image.format} image: {_describe(error)}") from error
+
+
+def _describe(error: Exception) -> str:
+    return str(error) or type(error).__name__
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
