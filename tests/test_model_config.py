@@ -39,8 +39,8 @@ optimization { execution_accelerators {
 } }
 parameters { key: "intra_op_thread_count" value: { string_value: "1" } }
 model_warmup [{
-  name: "warm", batch_size: 1, inputs { key: "pixel_values" value: { data_type: TYPE_FP32, dims: [3, 224, 224],
-  zero_data: true } }
+  name: "warm", batch_size: 1,
+  inputs { key: "pixel_values" value: { data_type: TYPE_FP32, dims: [3, 224, 224], zero_data: true } }
 }]
 response_cache { enable: true }
 """
@@ -82,7 +82,7 @@ def test_model_config_is_wire_compatible_field_by_field():
 
 
 def test_invalid_pbtxt_is_a_clear_load_error():
-    with pytest.raises(ModelLoadError, match="invalid config.pbtxt"):
+    with pytest.raises(ModelLoadError, match=r"invalid config\.pbtxt"):
         parse_model_config('name: "x" max_batch_size: "many"', "x/config.pbtxt")
 
 
