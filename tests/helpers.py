@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import socket
 import subprocess
@@ -15,6 +16,18 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_open_clip_tokenizer():
+    """open_clip's tokenizer module, the reference CLIP tokenizer.
+
+    Importing the open_clip package needs torchvision; its tokenizer module alone does not.
+    """
+    location = Path(next(iter(importlib.util.find_spec("open_clip").submodule_search_locations)))
+    spec = importlib.util.spec_from_file_location("open_clip_tokenizer", location / "tokenizer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:

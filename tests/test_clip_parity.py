@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +9,7 @@ from transformers import CLIPImageProcessor, CLIPModel
 
 from crossmodal import CrossModalClient
 from server.images.decode import decode_image
-from tests.helpers import encoded_image
+from tests.helpers import encoded_image, load_open_clip_tokenizer
 
 TOLERANCE = 1e-4
 
@@ -97,14 +94,6 @@ TEXTS = [
 ]
 
 
-def _open_clip_tokenizer():
-    location = Path(next(iter(importlib.util.find_spec("open_clip").submodule_search_locations)))
-    spec = importlib.util.spec_from_file_location("open_clip_tokenizer", location / "tokenizer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def reference(tiny_checkpoint):
     model = CLIPModel.from_pretrained(tiny_checkpoint).eval()
@@ -134,7 +123,7 @@ def test_image_embeddings_match_reference(client, reference):
 
 def test_text_embeddings_match_reference(client, reference):
     model, _ = reference
-    tokenizer = _open_clip_tokenizer()
+    tokenizer = load_open_clip_tokenizer()
     ids = tokenizer.tokenize(TEXTS, context_length=77)
     # open_clip pads with 0, which is also a real token ("!"): mask by position up to the end-of-text token.
     lengths = (ids == 49407).int().argmax(dim=1) + 1

@@ -1,8 +1,9 @@
 """The CLIP BPE tokenizer, from the model's `tokenizer.json`, with the original CLIP text cleaning.
 
-The `tokenizers` file already lowercases and collapses whitespace; the original tokenizer also repairs
-mojibake (ftfy) and unescapes HTML entities, so that is done here first. Sequences longer than the
-context are cut with the end-of-text token kept last; a batch is padded only to its longest sequence.
+The `tokenizers` file already collapses whitespace; the original tokenizer also repairs mojibake
+(ftfy), unescapes HTML entities and lowercases with Python's rules, so that is done here first.
+Sequences longer than the context are cut with the end-of-text token kept last; a batch is padded only
+to its longest sequence.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ PAD_ID = 0  # masked out; the CLIP text tower pools at the end-of-text token, ne
 
 def clean_text(text: str) -> str:
     text = ftfy.fix_text(text)
-    return html.unescape(html.unescape(text)).strip()
+    # Python's lower() knows word-final sigma (Σ -> ς); the tokenizer's per-character lowercase does not.
+    return html.unescape(html.unescape(text)).strip().lower()
 
 
 class ClipTokenizer:
@@ -33,6 +35,8 @@ class ClipTokenizer:
         self._tokenizer = tokenizer
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
+        # "<|endoftext|>" typed by a user is text, not a token that would end the sequence early.
+        self._tokenizer.encode_special_tokens = True
         self.context_length = context_length
         self.start_id = self._special_id(START_OF_TEXT)
         self.end_id = self._special_id(END_OF_TEXT)
