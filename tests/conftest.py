@@ -9,7 +9,11 @@ import pytest
 
 from tests.helpers import running_server
 from tools.build_tiny_clip import PRESETS, build_tiny_clip
+from tools.build_tiny_marian import build_tiny_marian
 from tools.export_clip import export_clip
+from tools.export_marian import export_marian
+
+TRANSLATOR_PARAMETER = 'parameters { key: "translator" value { string_value: "opus_mt_zh_en" } }\n'
 
 
 @pytest.fixture(scope="session")
@@ -24,14 +28,32 @@ def tiny_checkpoint_v2(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def exported_repository(tmp_path_factory, tiny_checkpoint, tiny_checkpoint_v2) -> Path:
-    """A repository with versions 1 and 2 of both towers and a `clip` pipeline (pristine: copy to modify)."""
+def marian_checkpoint(tmp_path_factory) -> Path:
+    """A tiny Marian zh->en, briefly trained so that its outputs depend on the input."""
+    return build_tiny_marian(tmp_path_factory.mktemp("tiny-marian"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def marian_repository(tmp_path_factory, marian_checkpoint) -> Path:
+    """The tiny Marian exported by optimum-cli into a repository of its own."""
+    repository = tmp_path_factory.mktemp("marian") / "model_repository"
+    export_marian(str(marian_checkpoint), repository, version=1)
+    return repository
+
+
+@pytest.fixture(scope="session")
+def exported_repository(tmp_path_factory, tiny_checkpoint, tiny_checkpoint_v2, marian_repository) -> Path:
+    """Versions 1 and 2 of both CLIP towers, the translator, and a `clip` pipeline naming all three
+    (pristine: tests that modify it use `repository_copy`)."""
     repository = tmp_path_factory.mktemp("exported") / "model_repository"
     export_clip(str(tiny_checkpoint), repository, version=1)
     export_clip(str(tiny_checkpoint_v2), repository, version=2)
     for tower in ("clip_vision", "clip_text"):
         config = repository / tower / "config.pbtxt"
         config.write_text(config.read_text() + "version_policy { all {} }\n")
+    shutil.copytree(marian_repository / "opus_mt_zh_en", repository / "opus_mt_zh_en")
+    pipeline = repository / "clip" / "config.pbtxt"
+    pipeline.write_text(pipeline.read_text() + TRANSLATOR_PARAMETER)
     return repository
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from crossmodal.v1 import model_config_pb2 as mc
 from server.errors import ModelLoadError, ModelNotFound, ModelNotReady
-from server.models.onnx_model import ModelSource, OnnxModel
+from server.models.onnx_model import ModelSource
+from server.models.served import ServedModel
 from server.repository.model_config import is_pipeline, load_model_config
 from server.repository.versions import discover_versions, select_versions
 from server.runtime.registry import build_model
@@ -31,7 +32,7 @@ class VersionStatus:
     version: int  # 0 when the model failed before any version could be read
     state: State
     reason: str = ""
-    model: OnnxModel | None = None
+    model: ServedModel | None = None
 
 
 class ModelRepository:
@@ -107,7 +108,7 @@ class ModelRepository:
                 raise ModelNotFound(f"no model named '{name}' in the repository")
             return sorted(v for v, s in self._versions[name].items() if s.state is State.READY)
 
-    def model(self, name: str, version: int) -> OnnxModel:
+    def model(self, name: str, version: int) -> ServedModel:
         """A ready version; version 0 means the newest ready one."""
         with self._lock:
             versions = self._versions.get(name)

@@ -6,17 +6,20 @@ from crossmodal.v1 import model_config_pb2 as mc
 from server.errors import ModelLoadError
 from server.models.clip_text import ClipTextModel
 from server.models.clip_vision import ClipVisionModel
-from server.models.onnx_model import ModelSource, OnnxModel
+from server.models.marian import MarianModel
+from server.models.onnx_model import ModelSource
+from server.models.served import ServedModel
 from server.repository.model_config import parameter
 from server.runtime.session import SessionFactory
 
-BACKENDS: dict[str, type[OnnxModel]] = {
+BACKENDS: dict[str, type[ServedModel]] = {
     ClipVisionModel.model_type: ClipVisionModel,
     ClipTextModel.model_type: ClipTextModel,
+    MarianModel.model_type: MarianModel,
 }
 
 
-def backend_class(config: mc.ModelConfig) -> type[OnnxModel]:
+def backend_class(config: mc.ModelConfig) -> type[ServedModel]:
     model_type = parameter(config, "model_type")
     if model_type is None:
         raise ModelLoadError(
@@ -30,7 +33,7 @@ def backend_class(config: mc.ModelConfig) -> type[OnnxModel]:
     return BACKENDS[model_type]
 
 
-def build_model(source: ModelSource, factory: SessionFactory) -> OnnxModel:
+def build_model(source: ModelSource, factory: SessionFactory) -> ServedModel:
     """Loads one version and warms it up; only a warmed model is ever reported ready."""
     model = backend_class(source.config)(source, factory)
     try:

@@ -1,0 +1,105 @@
+"""The zh->en translator: Marian encoder-decoder ONNX graphs + our beam search + Marian tokenizer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from server.errors import ModelLoadError
+from server.inputs import Hypothesis
+from server.models.beam_search import BeamSearch
+from server.models.generation import GenerationDefaults, TranslateOptions, search_settings
+from server.models.marian_decoder import MarianGraphs, MarianStepDecoder
+from server.models.onnx_model import ModelSource
+from server.repository.model_config import parameter
+from server.runtime.session import SessionFactory
+from server.text import segmentation
+from server.text.marian_tokenizer import MarianTokenizer
+
+DEFAULT_SENTENCES_PER_BATCH = 16
+SEPARATE = ("decoder_model.onnx", "decoder_with_past_model.onnx")
+MERGED = "decoder_model_merged.onnx"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot read {path}: {error}") from error
+
+
+class MarianModel:
+    model_type = "marian"
+
+    def __init__(self, source: ModelSource, factory: SessionFactory) -> None:
+        self.name, self.version, self.config = source.name, source.version, source.config
+        directory = source.directory
+        model_config = _read_json(directory / "config.json")
+        tokenizer_config = _read_json(directory / "tokenizer_config.json")
+        self.max_positions = int(model_config.get("max_position_embeddings", 512))
+        self.tokenizer = MarianTokenizer(
+            directory, int(tokenizer_config.get("model_max_length", self.max_positions))
+        )
+        self.defaults = GenerationDefaults.from_file(
+            directory / "generation_config.json", self.tokenizer.pad_id, self.tokenizer.eos_id
+        )
+        self.sentences_per_batch = source.config.max_batch_size or DEFAULT_SENTENCES_PER_BATCH
+        self.graphs, self._provider = self._open_graphs(source, factory)
+
+    @staticmethod
+    def _open_graphs(source: ModelSource, factory: SessionFactory) -> tuple[MarianGraphs, str]:
+        directory = source.directory
+        layout = parameter(source.config, "decoder_layout", "auto")
+        if layout not in ("auto", "separate", "merged"):
+            raise ModelLoadError(f"model '{source.name}': decoder_layout must be auto, separate or merged")
+        separate = all((directory / f).is_file() for f in SEPARATE)
+        merged = (directory / MERGED).is_file()
+        use_merged = layout == "merged" or (layout == "auto" and not separate and merged)
+        if not (merged if use_merged else separate):
+            raise ModelLoadError(
+                f"model '{source.name}' version {source.version}: needs encoder_model.onnx with "
+                f"{' + '.join(SEPARATE)} or {MERGED} in {directory}"
+            )
+        encoder = factory.create(directory / "encoder_model.onnx", source.config)
+        if use_merged:
+            decoder = factory.create(directory / MERGED, source.config).session
+            return MarianGraphs(encoder.session, decoder, decoder, merged=True), encoder.provider
+        first = factory.create(directory / SEPARATE[0], source.config).session
+        with_past = factory.create(directory / SEPARATE[1], source.config).session
+        return MarianGraphs(encoder.session, first, with_past, merged=False), encoder.provider
+
+    @property
+    def provider(self) -> str:
+        return self._provider
+
+    def translate(self, texts: list[str], options: TranslateOptions) -> list[list[Hypothesis]]:
+        """n-best translations per text, best first. Sentences decode together, sorted by length."""
+        settings = search_settings(self.defaults, options, self.max_positions)
+        encoded = [self.tokenizer.encode(text) for text in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+        results: list[list[Hypothesis]] = [[] for _ in texts]
+        for start in range(0, len(order), self.sentences_per_batch):
+            rows = order[start : start + self.sentences_per_batch]
+            input_ids, mask = self._pad([encoded[i] for i in rows])
+            decoder = MarianStepDecoder(self.graphs, input_ids, mask, self.defaults.decoder_start_id)
+            search = BeamSearch(settings, self.defaults.decoder_start_id)
+            for row, hypotheses in zip(rows, search.run(decoder, len(rows)), strict=True):
+                results[row] = [Hypothesis(self.tokenizer.decode(h.tokens), h.score) for h in hypotheses]
+        return results
+
+    def _pad(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        longest = max(len(s) for s in sequences)
+        ids = np.full((len(sequences), longest), self.tokenizer.pad_id, dtype=np.int64)
+        mask = np.zeros((len(sequences), longest), dtype=np.int64)
+        for row, sequence in enumerate(sequences):
+            ids[row, : len(sequence)] = sequence
+            mask[row, : len(sequence)] = 1
+        return ids, mask
+
+    def warmup(self) -> None:
+        segmentation.initialise()
+        self.translate(
+            ["在雪地里有两条狗", "你好"], TranslateOptions(num_beams=2, num_hypotheses=2, max_length=8)
+        )

@@ -1,0 +1,18 @@
+"""What the repository needs of every loaded model version, whatever its backend."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ServedModel(Protocol):
+    name: str
+    version: int
+    model_type: str
+
+    @property
+    def provider(self) -> str:
+        """What runs it, e.g. "CPU" or "CUDA:0"."""
+
+    def warmup(self) -> None:
+        """Runs a small request so that the first real one is not slow; raises if the model cannot run."""
