@@ -21,12 +21,84 @@ log = logging.getLogger(__name__)
 
 EOS, UNK, PAD = "</s>", "<unk>", "<pad>"
 
-ENGLISH_WORDS = (
-    "a an the there is are in on at of with two three one dog dogs cat cats bird birds car cars tree trees snow "
-    "grass table beach road city night london photo picture small large red blue green white black brown "
-    "running sitting standing near under over and by field water sky sun day light lights street house people "
-    "man woman child children playing looking it this that these those very quite some many few"
-).split()
+ENGLISH_WORDS = [
+    "a",
+    "an",
+    "the",
+    "there",
+    "is",
+    "are",
+    "in",
+    "on",
+    "at",
+    "of",
+    "with",
+    "two",
+    "three",
+    "one",
+    "dog",
+    "dogs",
+    "cat",
+    "cats",
+    "bird",
+    "birds",
+    "car",
+    "cars",
+    "tree",
+    "trees",
+    "snow",
+    "grass",
+    "table",
+    "beach",
+    "road",
+    "city",
+    "night",
+    "london",
+    "photo",
+    "picture",
+    "small",
+    "large",
+    "red",
+    "blue",
+    "green",
+    "white",
+    "black",
+    "brown",
+    "running",
+    "sitting",
+    "standing",
+    "near",
+    "under",
+    "over",
+    "and",
+    "by",
+    "field",
+    "water",
+    "sky",
+    "sun",
+    "day",
+    "light",
+    "lights",
+    "street",
+    "house",
+    "people",
+    "man",
+    "woman",
+    "child",
+    "children",
+    "playing",
+    "looking",
+    "it",
+    "this",
+    "that",
+    "these",
+    "those",
+    "very",
+    "quite",
+    "some",
+    "many",
+    "few",
+]
 
 
 @dataclass(frozen=True)
@@ -111,8 +183,9 @@ def train_briefly(model, tokenizer, sentences: list[str], steps: int, seed: int)
     model.train()
     for _ in range(steps):
         batch = rng.sample(pairs, 32)
-        inputs = tokenizer([p[0] for p in batch], text_target=[p[1] for p in batch], return_tensors="pt",
-                           padding=True)
+        inputs = tokenizer(
+            [p[0] for p in batch], text_target=[p[1] for p in batch], return_tensors="pt", padding=True
+        )
         inputs["labels"][inputs["labels"] == tokenizer.pad_token_id] = -100
         loss = model(**inputs).loss
         optimiser.zero_grad()
@@ -122,8 +195,9 @@ def train_briefly(model, tokenizer, sentences: list[str], steps: int, seed: int)
     log.info("trained %d steps, last loss %.3f", steps, loss.item())
 
 
-def build_tiny_marian(out_dir: Path, shape: TinyMarianShape = TinyMarianShape(), seed: int = 0,
-                      train_steps: int = 300) -> Path:
+def build_tiny_marian(
+    out_dir: Path, shape: TinyMarianShape = TinyMarianShape(), seed: int = 0, train_steps: int = 300
+) -> Path:
     import torch
     from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
 
@@ -134,8 +208,11 @@ def build_tiny_marian(out_dir: Path, shape: TinyMarianShape = TinyMarianShape(),
     vocab = shared_vocab(out_dir / "source.spm", out_dir / "target.spm")
     (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=1), encoding="utf-8")
     tokenizer = MarianTokenizer(
-        str(out_dir / "source.spm"), str(out_dir / "target.spm"), str(out_dir / "vocab.json"),
-        source_lang="zh", target_lang="en",
+        str(out_dir / "source.spm"),
+        str(out_dir / "target.spm"),
+        str(out_dir / "vocab.json"),
+        source_lang="zh",
+        target_lang="en",
     )
     tokenizer.save_pretrained(out_dir)
 
@@ -181,7 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     parser.add_argument("--seed", type=int, default=0, help="random seed of corpus and weights")
-    parser.add_argument("--train-steps", type=int, default=300, help="steps of training on pseudo-translations")
+    parser.add_argument(
+        "--train-steps", type=int, default=300, help="steps of training on pseudo-translations"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     build_tiny_marian(args.out, seed=args.seed, train_steps=args.train_steps)

@@ -37,8 +37,16 @@ KEEP = (
 
 def optimum_export(checkpoint: str, out_dir: Path) -> None:
     command = [
-        sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx",
-        "--model", checkpoint, "--task", "text2text-generation-with-past", str(out_dir),
+        sys.executable,
+        "-m",
+        "optimum.commands.optimum_cli",
+        "export",
+        "onnx",
+        "--model",
+        checkpoint,
+        "--task",
+        "text2text-generation-with-past",
+        str(out_dir),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -46,7 +54,11 @@ def optimum_export(checkpoint: str, out_dir: Path) -> None:
 
 
 def export_marian(
-    checkpoint: str, repository: Path, version: int = 1, name: str = "opus_mt_zh_en", kind: str = "cpu",
+    checkpoint: str,
+    repository: Path,
+    version: int = 1,
+    name: str = "opus_mt_zh_en",
+    kind: str = "cpu",
     keep_merged: bool = True,
 ) -> Path:
     target = repository / name / str(version)
@@ -72,7 +84,9 @@ def export_marian(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("checkpoint", help="transformers Marian checkpoint: a local folder or a hub id")
     parser.add_argument("--repository", type=Path, required=True, help="model repository to write into")
     parser.add_argument("--version", type=int, default=1, help="version folder to write (positive integer)")

@@ -37,7 +37,7 @@ class MarianTokenizer:
     def encode(self, text: str) -> list[int]:
         pieces = self._source.encode(text, out_type=str)
         ids = [self._vocab.get(piece, self.unk_id) for piece in pieces]
-        return [*ids[:self.max_source_tokens - 1], self.eos_id]
+        return [*ids[: self.max_source_tokens - 1], self.eos_id]
 
     def decode(self, ids: list[int] | tuple[int, ...]) -> str:
         # An id outside the vocabulary reads as <unk>, which is special and dropped too.
