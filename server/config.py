@@ -15,7 +15,7 @@ class Limits:
     max_items: int = 1024  # items (or queries + candidates, or labels) in one request
     max_image_bytes: int = 20 * MIB
     max_image_pixels: int = 40_000_000  # width x height, checked before decoding (decompression bombs)
-    max_text_chars: int = 4096
+    max_text_chars: int = 8192
     max_message_bytes: int = 64 * MIB
 
     def __post_init__(self) -> None:

@@ -9,9 +9,20 @@ import numpy as np
 
 from server.config import Limits
 from server.errors import InvalidInput, LimitExceeded
-from server.inputs import ClassifyResult, CompareResult, EncodeResult, Input, LabelScore, ModelRef, TextInput
+from server.inputs import (
+    ClassifyResult,
+    CompareResult,
+    EncodeResult,
+    Input,
+    LabelScore,
+    ModelRef,
+    TextInput,
+    TranslateResult,
+)
+from server.models.generation import TranslateOptions
 from server.pipeline import ClipPipeline, resolve_pipeline
 from server.repository.repository import ModelRepository
+from server.translation import describe_text, resolve_translator, translate_outcomes
 
 PLACEHOLDER = "{}"
 
@@ -30,20 +41,18 @@ class Engine:
     def encode(self, ref: ModelRef, items: list[Input]) -> EncodeResult:
         self._check_count("items", len(items))
         pipeline = self.pipeline(ref)
-        embeddings, texts = pipeline.embed(_named("items", items), self.limits)
-        return EncodeResult(embeddings, texts, pipeline.models)
+        embedded = pipeline.embed(_named("items", items), self.limits)
+        return EncodeResult(embedded.embeddings, embedded.texts, embedded.models)
 
     def compare(self, ref: ModelRef, queries: list[Input], candidates: list[Input]) -> CompareResult:
         self._check_count("queries", len(queries))
         self._check_count("candidates", len(candidates))
         self._check_count("queries + candidates", len(queries) + len(candidates))
         pipeline = self.pipeline(ref)
-        embeddings, texts = pipeline.embed(
-            _named("queries", queries) + _named("candidates", candidates), self.limits
-        )
-        similarity = embeddings[: len(queries)] @ embeddings[len(queries) :].T
+        embedded = pipeline.embed(_named("queries", queries) + _named("candidates", candidates), self.limits)
+        similarity = embedded.embeddings[: len(queries)] @ embedded.embeddings[len(queries) :].T
         probabilities = softmax(pipeline.logit_scale * similarity)
-        return CompareResult(similarity, probabilities, pipeline.logit_scale, texts, pipeline.models)
+        return CompareResult(similarity, probabilities, pipeline.logit_scale, embedded.texts, embedded.models)
 
     def classify(
         self, ref: ModelRef, items: list[Input], labels: list[str], prompt_template: str, top_k: int
@@ -64,8 +73,8 @@ class Engine:
         ]
         pipeline = self.pipeline(ref)
         named = _named("items", items) + [(f"labels[{i}]", TextInput(p)) for i, p in enumerate(prompts)]
-        embeddings, texts = pipeline.embed(named, self.limits)
-        similarity = embeddings[: len(items)] @ embeddings[len(items) :].T
+        embedded = pipeline.embed(named, self.limits)
+        similarity = embedded.embeddings[: len(items)] @ embedded.embeddings[len(items) :].T
         probabilities = softmax(pipeline.logit_scale * similarity)
         keep = min(top_k or len(labels), len(labels))
         results = []
@@ -77,8 +86,19 @@ class Engine:
                     for i in best
                 ]
             )
-        label_texts = texts[len(texts) - len(labels) :]
-        return ClassifyResult(results, label_texts, pipeline.models)
+        label_texts = embedded.texts[len(embedded.texts) - len(labels) :]
+        return ClassifyResult(results, label_texts, embedded.models)
+
+    def translate(self, ref: ModelRef, texts: list[str], options: TranslateOptions) -> TranslateResult:
+        self._check_count("texts", len(texts))
+        outcomes = []
+        for index, text in enumerate(texts):
+            if not text.strip():
+                raise InvalidInput(f"texts[{index}]: text is empty")
+            outcomes.append(describe_text(f"texts[{index}]", text, self.limits))
+        translator = resolve_translator(self.repository, ref.name or self.default_pipeline, ref.version)
+        translated = translate_outcomes(outcomes, translator, options)
+        return TranslateResult(translated, [(translator.name, translator.version)])
 
     def _check_count(self, what: str, count: int) -> None:
         if count == 0:

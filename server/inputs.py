@@ -68,6 +68,12 @@ class LabelScore:
 
 
 @dataclass(frozen=True)
+class TranslateResult:
+    texts: list[TextOutcome]
+    models: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
 class ClassifyResult:
     results: list[list[LabelScore]]  # per item, best first
     labels: list[TextOutcome]

@@ -1,14 +1,15 @@
 """The `clip` pipeline: routes items to the image and text towers and puts the embeddings back in order.
 
-A pipeline config names its parts (`vision_model`, `text_model`). The two towers of one CLIP are only
-comparable when they come from the same checkpoint, so a pipeline version is a version that is ready in
-both towers; version 0 picks the newest such version.
+A pipeline config names its parts (`vision_model`, `text_model`, optionally `translator`). The two towers
+of one CLIP are only comparable when they come from the same checkpoint, so a pipeline version is a
+version that is ready in both towers; version 0 picks the newest such version. Chinese texts go through
+the translator (its newest ready version) and the best translation is what the text tower sees.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,11 +19,20 @@ from server.images.decode import ImageDecodeError, ImageTooLarge, decode_image
 from server.inputs import ImageInput, Input, TextOutcome
 from server.models.clip_text import ClipTextModel
 from server.models.clip_vision import ClipVisionModel
+from server.models.generation import TranslateOptions
 from server.repository.model_config import parameter
 from server.repository.repository import ModelRepository
-from server.text.language import detect_language
+from server.text.language import CHINESE
+from server.translation import describe_text, resolve_translator, translate_outcomes
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Embedded:
+    embeddings: np.ndarray  # [N, D] in input order
+    texts: list[TextOutcome]  # one per text input, in order
+    models: list[tuple[str, int]]  # every model version that took part
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,9 @@ class ClipPipeline:
     name: str
     vision: ClipVisionModel
     text: ClipTextModel
+    repository: ModelRepository
+    translator: str | None = None  # model name; resolved only when a Chinese text needs it
+    translate_options: TranslateOptions = field(default_factory=TranslateOptions)
 
     @property
     def logit_scale(self) -> float:
@@ -49,8 +62,12 @@ class ClipPipeline:
                 pixels.append(self.vision.preprocess(self._decode(item_name, item.data, limits)))
                 image_rows.append(row)
             else:
-                outcomes.append(self._text_outcome(item_name, item.text, limits))
+                outcomes.append(describe_text(item_name, item.text, limits))
                 text_rows.append(row)
+        models = list(self.models)
+        translated_by = self._translate_chinese(outcomes)
+        if translated_by:
+            models.append(translated_by)
         dim = None
         parts = []
         if pixels:
@@ -64,7 +81,18 @@ class ClipPipeline:
         embeddings = np.empty((len(named_inputs), dim), dtype=np.float32)
         for rows, vectors in parts:
             embeddings[rows] = vectors
-        return embeddings, outcomes
+        return Embedded(embeddings, outcomes, models)
+
+    def _translate_chinese(self, outcomes: list[TextOutcome]) -> tuple[str, int] | None:
+        """Translates the Chinese outcomes in place, in one decode; returns the translator used, if any."""
+        chinese = [i for i, o in enumerate(outcomes) if o.language == CHINESE]
+        if not chinese or not self.translator:
+            return None
+        translator = resolve_translator(self.repository, self.translator, 0)
+        translated = translate_outcomes([outcomes[i] for i in chinese], translator, self.translate_options)
+        for i, outcome in zip(chinese, translated, strict=True):
+            outcomes[i] = outcome
+        return translator.name, translator.version
 
     @staticmethod
     def _decode(item_name: str, data: bytes, limits: Limits):
@@ -78,14 +106,6 @@ class ClipPipeline:
             raise LimitExceeded(f"{item_name}: {error}") from error
         except ImageDecodeError as error:
             raise InvalidInput(f"{item_name}: {error}") from error
-
-    @staticmethod
-    def _text_outcome(item_name: str, text: str, limits: Limits) -> TextOutcome:
-        if len(text) > limits.max_text_chars:
-            raise LimitExceeded(
-                f"{item_name}: text has {len(text)} characters; the limit is {limits.max_text_chars}"
-            )
-        return TextOutcome(text=text, language=detect_language(text), encoded_text=text)
 
 
 def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> ClipPipeline:
@@ -110,4 +130,4 @@ def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> Cl
     text = repository.model(text_name, version)
     if not isinstance(vision, ClipVisionModel) or not isinstance(text, ClipTextModel):
         raise ModelNotReady(f"pipeline '{name}': {vision_name} must be clip_vision and {text_name} clip_text")
-    return ClipPipeline(name, vision, text)
+    return ClipPipeline(name, vision, text, repository, parameter(config, "translator"))

@@ -43,8 +43,8 @@ def marian_repository(tmp_path_factory, marian_checkpoint) -> Path:
 
 @pytest.fixture(scope="session")
 def exported_repository(tmp_path_factory, tiny_checkpoint, tiny_checkpoint_v2, marian_repository) -> Path:
-    """Versions 1 and 2 of both CLIP towers, the translator, and a `clip` pipeline naming all three
-    (pristine: tests that modify it use `repository_copy`)."""
+    """Versions 1 and 2 of both CLIP towers, the translator, a `clip` pipeline naming all three and a
+    `clip_plain` pipeline without translator (pristine: tests that modify it use `repository_copy`)."""
     repository = tmp_path_factory.mktemp("exported") / "model_repository"
     export_clip(str(tiny_checkpoint), repository, version=1)
     export_clip(str(tiny_checkpoint_v2), repository, version=2)
@@ -53,7 +53,11 @@ def exported_repository(tmp_path_factory, tiny_checkpoint, tiny_checkpoint_v2, m
         config.write_text(config.read_text() + "version_policy { all {} }\n")
     shutil.copytree(marian_repository / "opus_mt_zh_en", repository / "opus_mt_zh_en")
     pipeline = repository / "clip" / "config.pbtxt"
-    pipeline.write_text(pipeline.read_text() + TRANSLATOR_PARAMETER)
+    untranslated = pipeline.read_text()
+    pipeline.write_text(untranslated + TRANSLATOR_PARAMETER)
+    # A second pipeline over the same towers that embeds every text as given (for reference parity).
+    (repository / "clip_plain").mkdir()
+    (repository / "clip_plain" / "config.pbtxt").write_text(untranslated.replace('"clip"', '"clip_plain"'))
     return repository
 
 

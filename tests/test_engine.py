@@ -11,6 +11,7 @@ from server.config import Limits
 from server.engine import Engine
 from server.errors import InvalidInput, LimitExceeded, ModelNotFound
 from server.inputs import ImageInput, ModelRef, TextInput
+from server.models.generation import TranslateOptions
 from server.repository.repository import ModelRepository
 from server.runtime.session import SessionFactory
 from tests.helpers import encoded_image
@@ -42,12 +43,73 @@ def test_mixed_items_keep_their_order_and_are_normalised(engine):
     assert not np.allclose(together[0], together[2])
 
 
-def test_texts_report_language_and_what_was_encoded(engine):
+def test_chinese_texts_are_segmented_translated_and_the_best_translation_encoded(engine):
     result = engine.encode(NEWEST, [TextInput("London at night"), IMAGE_A, TextInput("夜晚的伦敦")])
-    assert [(t.text, t.language, t.encoded_text) for t in result.texts] == [
-        ("London at night", "en", "London at night"),
-        ("夜晚的伦敦", "zh", "夜晚的伦敦"),
-    ]
+    english, chinese = result.texts
+    assert (english.language, english.encoded_text, english.tokens, english.translations) == (
+        "en",
+        "London at night",
+        (),
+        (),
+    )
+    assert chinese.language == "zh" and chinese.tokens == ("夜晚", "的", "伦敦")
+    assert len(chinese.translations) == 5
+    scores = [h.score for h in chinese.translations]
+    assert scores == sorted(scores, reverse=True)
+    assert chinese.encoded_text == chinese.translations[0].text
+    as_english = engine.encode(NEWEST, [TextInput(chinese.encoded_text)]).embeddings[0]
+    np.testing.assert_allclose(result.embeddings[2], as_english, atol=1e-6)
+    assert result.models == [("clip_vision", 2), ("clip_text", 2), ("opus_mt_zh_en", 1)]
+    assert engine.encode(NEWEST, [TextInput("only english")]).models == [("clip_vision", 2), ("clip_text", 2)]
+
+
+def test_translate_defaults_and_options(engine):
+    result = engine.translate(ModelRef(), ["在雪地里有两条狗", "一只猫在桌子上"], TranslateOptions())
+    assert [len(t.translations) for t in result.texts] == [5, 5]
+    assert result.texts[0].tokens == ("在", "雪地", "里", "有", "两条", "狗")
+    assert result.models == [("opus_mt_zh_en", 1)]
+    three = engine.translate(ModelRef("opus_mt_zh_en", 1), ["夜晚的伦敦"], TranslateOptions(num_beams=3))
+    assert len(three.texts[0].translations) == 3
+
+
+@pytest.mark.parametrize(
+    ("texts", "options", "error", "message"),
+    [
+        ([], TranslateOptions(), InvalidInput, "texts: empty"),
+        (["好", " "], TranslateOptions(), InvalidInput, r"texts\[1\]: text is empty"),
+        (["好"], TranslateOptions(num_beams=-1), InvalidInput, "num_beams must be"),
+        (["好"], TranslateOptions(num_beams=1000), InvalidInput, "num_beams must be"),
+        (["好"], TranslateOptions(num_beams=2, num_hypotheses=3), InvalidInput, "cannot exceed num_beams"),
+        (["好"], TranslateOptions(max_length=1), InvalidInput, "max_length must be"),
+        (["好"], TranslateOptions(max_length=100000), InvalidInput, "max_length must be"),
+        (["好"], TranslateOptions(length_penalty=float("nan")), InvalidInput, "length_penalty must be"),
+    ],
+)
+def test_translate_rejects_bad_options(engine, texts, options, error, message):
+    with pytest.raises(error, match=message):
+        engine.translate(ModelRef(), texts, options)
+
+
+def test_translate_model_names(engine):
+    with pytest.raises(ModelNotFound, match="is a clip_text model, not a translator"):
+        engine.translate(ModelRef("clip_text"), ["好"], TranslateOptions())
+    with pytest.raises(ModelNotFound, match="no model named 'nope'"):
+        engine.translate(ModelRef("nope"), ["好"], TranslateOptions())
+    with pytest.raises(ModelNotFound, match="has no version 7"):
+        engine.translate(ModelRef("", 7), ["好"], TranslateOptions())
+
+
+def test_without_a_translator_chinese_is_embedded_as_given(repository_copy):
+    pipeline = repository_copy / "clip" / "config.pbtxt"
+    pipeline.write_text(pipeline.read_text().replace('"translator"', '"unused"'))
+    repository = ModelRepository(repository_copy, SessionFactory())
+    repository.load_all()
+    engine = Engine(repository, Limits())
+    result = engine.encode(NEWEST, [TextInput("夜晚的伦敦")])
+    assert result.texts[0].encoded_text == "夜晚的伦敦" and result.texts[0].tokens == ("夜晚", "的", "伦敦")
+    assert result.texts[0].translations == ()
+    with pytest.raises(ModelNotFound, match="names no translator"):
+        engine.translate(ModelRef(), ["好"], TranslateOptions())
 
 
 def test_compare_is_cosine_with_softmax_of_the_model_logit_scale(engine, reference_logit_scale):
@@ -83,7 +145,7 @@ def test_classify_applies_template_sorts_and_cuts_to_top_k(engine):
 
 def test_classify_without_template_uses_labels_as_given(engine):
     result = engine.classify(NEWEST, [TextInput("a dog")], ["dog", "狗"], "", 10)
-    assert [t.encoded_text for t in result.labels] == ["dog", "狗"]
+    assert [t.encoded_text for t in result.labels] == ["dog", result.labels[1].translations[0].text]
     assert [t.language for t in result.labels] == ["en", "zh"]
     assert len(result.results[0]) == 2
 

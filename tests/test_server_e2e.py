@@ -40,7 +40,7 @@ def _error(call) -> grpc.RpcError:
 def test_every_rpc_through_the_blocking_client(client, image_file):
     encoded = client.encode([image_file, "a dog", "一只狗"])
     assert len(encoded.embeddings) == 3 and len(encoded.texts) == 2
-    assert [m.name for m in encoded.model.models] == ["clip_vision", "clip_text"]
+    assert [m.name for m in encoded.model.models] == ["clip_vision", "clip_text", "opus_mt_zh_en"]
     vectors = np.array([e.values for e in encoded.embeddings])
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
@@ -56,8 +56,44 @@ def test_every_rpc_through_the_blocking_client(client, image_file):
     assert len(scores) == 2 and scores[0].probability >= scores[1].probability
     assert [t.text for t in classified.labels] == ["a photo of dog", "a photo of cat", "a photo of car"]
 
-    error = _error(lambda: client.translate(["在雪地里有两条狗"]))
-    assert error.code() == grpc.StatusCode.NOT_FOUND and "translator" in error.details()
+    translated = client.translate(["在雪地里有两条狗"], num_hypotheses=3)
+    result = translated.results[0]
+    assert result.language == "zh" and list(result.tokens) == ["在", "雪地", "里", "有", "两条", "狗"]
+    assert len(result.translations) == 3 and result.encoded_text == result.translations[0].text
+    assert [(m.name, m.version) for m in translated.model.models] == [("opus_mt_zh_en", 1)]
+
+
+def test_chinese_text_in_compare_is_embedded_as_its_best_translation(client, image_file):
+    compared = client.compare([image_file], ["在雪地里有两条狗", "a cat"])
+    chinese = compared.texts[0]
+    assert chinese.language == "zh" and len(chinese.translations) == 5
+    assert chinese.encoded_text == chinese.translations[0].text
+    assert "opus_mt_zh_en" in [m.name for m in compared.model.models]
+    encoded = client.encode([image_file, chinese.encoded_text])
+    vectors = np.array([e.values for e in encoded.embeddings])
+    assert compared.similarity[0] == pytest.approx(float(vectors[0] @ vectors[1]), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["。，！？", "混合 English 和中文", "🐶在雪地里🐶", "狗" * 5000, "a\x00b\x07 控制字符", "   雪   "],
+)
+def test_awkward_texts_get_sensible_results(client, text):
+    translated = client.translate([text]).results[0]
+    assert translated.text == text and translated.translations
+    encoded = client.encode([text])
+    assert len(encoded.embeddings[0].values) == 24
+
+
+def test_translate_errors_name_the_problem(client):
+    error = _error(lambda: client.translate(["好", ""]))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "texts[1]: text is empty" in error.details()
+    error = _error(lambda: client.translate(["好"], num_beams=2, num_hypotheses=4))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "cannot exceed num_beams" in error.details()
+    error = _error(lambda: client.translate(["好"], model="clip_vision"))
+    assert error.code() == grpc.StatusCode.NOT_FOUND and "not a translator" in error.details()
+    error = _error(lambda: client.translate(["好" * 9000]))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "texts[0]" in error.details()
 
 
 def test_compare_matches_encode(client, image_file):
@@ -180,7 +216,8 @@ def test_cli_readable_reports(server_address, image_file):
     assert result.returncode == 0, result.stderr
     assert "1 queries x 2 candidates" in result.stdout
     assert "similarity" in result.stdout and "%" in result.stdout and "probabilities: [" in result.stdout
-    assert "language: zh" in result.stdout
+    assert "language: zh" in result.stdout and "tokens: [在, 雪地, 里, 有, 两条, 狗]" in result.stdout
+    assert "translations:" in result.stdout and "encoded as:" in result.stdout
 
     result = _cli("encode", "--server", server_address, "--text", "a dog")
     assert "vector dimension: 24" in result.stdout and "embedding: [" in result.stdout
@@ -189,6 +226,18 @@ def test_cli_readable_reports(server_address, image_file):
         "classify", "--server", server_address, "--text", "a dog", "--label", "dog", "--label", "cat"
     )
     assert "1. " in result.stdout and "probability" in result.stdout
+
+
+def test_cli_translate(server_address):
+    result = _cli(
+        "translate", "--server", server_address, "--text", "在雪地里有两条狗", "--num-hypotheses", "2"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "tokens: [在, 雪地, 里, 有, 两条, 狗]" in result.stdout and "  2. " in result.stdout
+    result = _cli("translate", "--server", server_address, "--text", "夜晚的伦敦", "--json")
+    response = json.loads(result.stdout)
+    assert response["results"][0]["tokens"] == ["夜晚", "的", "伦敦"]
+    assert len(response["results"][0]["translations"]) == 5
 
 
 def test_cli_reports_errors_with_status(server_address, tmp_path):

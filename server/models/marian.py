@@ -39,9 +39,11 @@ class MarianModel:
         model_config = _read_json(directory / "config.json")
         tokenizer_config = _read_json(directory / "tokenizer_config.json")
         self.max_positions = int(model_config.get("max_position_embeddings", 512))
-        self.tokenizer = MarianTokenizer(
-            directory, int(tokenizer_config.get("model_max_length", self.max_positions))
+        # Longer sources are cut: the encoder has no positions beyond max_position_embeddings.
+        max_source = min(
+            int(tokenizer_config.get("model_max_length", self.max_positions)), self.max_positions
         )
+        self.tokenizer = MarianTokenizer(directory, max_source)
         self.defaults = GenerationDefaults.from_file(
             directory / "generation_config.json", self.tokenizer.pad_id, self.tokenizer.eos_id
         )

@@ -102,6 +102,10 @@ class ModelRepository:
             raise ModelNotFound(f"no pipeline named '{name}'{hint} (pipelines: {sorted(self._pipelines)})")
         return config
 
+    def is_pipeline(self, name: str) -> bool:
+        with self._lock:
+            return name in self._pipelines
+
     def ready_versions(self, name: str) -> list[int]:
         with self._lock:
             if name not in self._versions:

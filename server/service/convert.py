@@ -15,7 +15,9 @@ from server.inputs import (
     ModelRef,
     TextInput,
     TextOutcome,
+    TranslateResult,
 )
+from server.models.generation import TranslateOptions
 
 
 def model_ref(spec: pb.ModelSpec) -> ModelRef:
@@ -33,6 +35,15 @@ def inputs(field: str, items: Iterable[pb.Item]) -> list[Input]:
         else:
             raise InvalidInput(f"{field}[{index}]: neither image nor text is set")
     return converted
+
+
+def translate_options(request: pb.TranslateRequest) -> TranslateOptions:
+    return TranslateOptions(
+        num_beams=request.num_beams,
+        num_hypotheses=request.num_hypotheses,
+        max_length=request.max_length,
+        length_penalty=request.length_penalty,
+    )
 
 
 def model_info(models: list[tuple[str, int]]) -> pb.ModelInfo:
@@ -67,6 +78,12 @@ def compare_response(result: CompareResult) -> pb.CompareResponse:
         texts=[text_result(t) for t in result.texts],
         model=model_info(result.models),
         logit_scale=result.logit_scale,
+    )
+
+
+def translate_response(result: TranslateResult) -> pb.TranslateResponse:
+    return pb.TranslateResponse(
+        results=[text_result(t) for t in result.texts], model=model_info(result.models)
     )
 
 

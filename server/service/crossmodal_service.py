@@ -87,4 +87,10 @@ class CrossModalService(pb_grpc.CrossModalServicer):
 
     @handles_errors
     async def Translate(self, request: pb.TranslateRequest, context) -> pb.TranslateResponse:
-        raise ModelNotFound("no translator is configured in this server's pipelines")
+        result = await self._run(
+            self._engine.translate,
+            convert.model_ref(request.model),
+            list(request.texts),
+            convert.translate_options(request),
+        )
+        return convert.translate_response(result)

@@ -1,4 +1,4 @@
-"""`crossmodal` command line: encode, compare and classify against a running server.
+"""`crossmodal` command line: encode, compare, classify and translate against a running server.
 
 Each subcommand prints a readable report, or with --json the response as protobuf JSON (proto field names).
 """
@@ -13,7 +13,7 @@ import grpc
 from google.protobuf import json_format
 
 from crossmodal.client import CrossModalClient, image_item, text_item
-from crossmodal.report import classify_report, compare_report, encode_report
+from crossmodal.report import classify_report, compare_report, encode_report, translate_report
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +88,33 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--prompt-template", default="", help='e.g. "a photo of {}"; {} is the label')
     classify.add_argument("--top-k", type=int, default=0, help="labels to report per item (0: all)")
     _common(classify)
+
+    translate = commands.add_parser(
+        "translate",
+        help="Chinese -> English n-best translation",
+        description="The jieba words and the n-best English translations of each text, as the server feeds "
+        "Chinese texts to CLIP.",
+    )
+    translate.add_argument(
+        "--text",
+        action="append",
+        default=[],
+        required=True,
+        metavar="STR",
+        help="text to translate (repeatable)",
+    )
+    translate.add_argument("--num-beams", type=int, default=0, help="beam size (0: model default)")
+    translate.add_argument("--num-hypotheses", type=int, default=0, help="n-best size (0: 5)")
+    translate.add_argument(
+        "--max-length",
+        type=int,
+        default=0,
+        help="decoder length including the start token (0: model default)",
+    )
+    translate.add_argument(
+        "--length-penalty", type=float, default=0.0, help="length penalty (0: model default)"
+    )
+    _common(translate)
     return parser
 
 
@@ -127,6 +154,17 @@ def run(args: argparse.Namespace, client: CrossModalClient) -> str:
             raise SystemExit("crossmodal compare: give queries and candidates (--image/--text/--query-*)")
         response = client.compare(queries, candidates, args.model, args.version)
         return _json(response) if args.json else compare_report(response, query_names, candidate_names)
+    if args.command == "translate":
+        response = client.translate(
+            args.text,
+            args.num_beams,
+            args.num_hypotheses,
+            args.max_length,
+            args.length_penalty,
+            args.model,
+            args.version,
+        )
+        return _json(response) if args.json else translate_report(response)
     items, descriptions = _load(args.image, args.text)
     if not items:
         raise SystemExit("crossmodal classify: give at least one --image or --text to classify")

@@ -83,6 +83,14 @@ def compare_report(
     return "\n".join(lines)
 
 
+def translate_report(response: pb.TranslateResponse) -> str:
+    lines = [f"model: {models(response.model)}"]
+    for index, result in enumerate(response.results):
+        lines.append(f"[{index}] {result.text}")
+        lines += text_details(result)
+    return "\n".join(lines)
+
+
 def classify_report(response: pb.ClassifyResponse, descriptions: Sequence[str]) -> str:
     lines = [f"model: {models(response.model)}"]
     for label in response.labels:

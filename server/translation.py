@@ -1,0 +1,58 @@
+"""What happens to a text before the CLIP text tower: language, jieba words and, for Chinese, translation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from server.config import Limits
+from server.errors import InvalidInput, LimitExceeded, ModelNotFound
+from server.inputs import TextOutcome
+from server.models.generation import TranslateOptions
+from server.models.marian import MarianModel
+from server.repository.model_config import parameter
+from server.repository.repository import ModelRepository
+from server.text.language import CHINESE, detect_language
+from server.text.segmentation import segment
+
+
+def describe_text(item_name: str, text: str, limits: Limits) -> TextOutcome:
+    """Language and (for Chinese) jieba words; the text is what gets encoded until it is translated."""
+    if len(text) > limits.max_text_chars:
+        raise LimitExceeded(
+            f"{item_name}: text has {len(text)} characters; the limit is {limits.max_text_chars}"
+        )
+    language = detect_language(text)
+    tokens = segment(text) if language == CHINESE else ()
+    return TextOutcome(text=text, language=language, encoded_text=text, tokens=tokens)
+
+
+def translate_outcomes(
+    outcomes: list[TextOutcome], translator: MarianModel, options: TranslateOptions
+) -> list[TextOutcome]:
+    """Fills translations (n-best) and encoded_text (the best one) of every outcome, in one decode."""
+    nbest = translator.translate([o.text for o in outcomes], options)
+    return [
+        replace(o, translations=tuple(h), encoded_text=h[0].text if h else o.text)
+        for o, h in zip(outcomes, nbest, strict=True)
+    ]
+
+
+def translator_name(repository: ModelRepository, pipeline: str) -> str | None:
+    return parameter(repository.pipeline_config(pipeline), "translator")
+
+
+def resolve_translator(repository: ModelRepository, name: str, version: int) -> MarianModel:
+    """`name` is a translator model, or a pipeline whose translator is meant; version 0 = newest ready."""
+    if version < 0:
+        raise InvalidInput(f"model.version must be 0 (newest) or a positive version, got {version}")
+    if repository.is_pipeline(name):
+        translator = translator_name(repository, name)
+        if translator is None:
+            raise ModelNotFound(
+                f"pipeline '{name}' names no translator (parameter 'translator' in config.pbtxt)"
+            )
+        name = translator
+    model = repository.model(name, version)
+    if not isinstance(model, MarianModel):
+        raise ModelNotFound(f"model '{name}' is a {model.model_type} model, not a translator")
+    return model
