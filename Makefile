@@ -48,10 +48,13 @@ format: setup
 test: setup lint
 	$(BIN)/python -m pytest -q
 
-# Rebuilds the committed placeholder CLIP models (tiny random weights, deterministic).
+# Rebuilds the committed placeholder models: tiny random-weight CLIP towers and a tiny translator.
 placeholder-models: setup
 	$(BIN)/python -m tools.build_tiny_clip --out .cache/placeholder-clip --preset placeholder
 	$(BIN)/python -m tools.export_clip .cache/placeholder-clip --repository $(MODEL_REPOSITORY) --version 1
+	$(BIN)/python -m tools.build_tiny_marian --out .cache/placeholder-marian
+	$(BIN)/python -m tools.export_marian .cache/placeholder-marian --repository $(MODEL_REPOSITORY) --version 1 \
+		--no-merged --pipeline clip
 
 clean:
 	rm -rf .cache .pytest_cache .ruff_cache $(PROTO_OUT)/crossmodal/v1/*_pb2*.py*

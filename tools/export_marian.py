@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from google.protobuf import text_format
+
 from crossmodal.v1 import model_config_pb2 as mc
 from tools.pbtxt import instance_group, write_config
 
@@ -83,6 +85,16 @@ def export_marian(
     return target
 
 
+def name_translator(repository: Path, pipeline: str, translator: str) -> None:
+    """Sets the `translator` parameter of an existing pipeline config."""
+    path = repository / pipeline / "config.pbtxt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no pipeline config at {path}; export the CLIP towers first")
+    config = text_format.Parse(path.read_text(encoding="utf-8"), mc.ModelConfig())
+    config.parameters["translator"].string_value = translator
+    write_config(repository / pipeline, config)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -93,11 +105,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="opus_mt_zh_en", help="model name in the repository")
     parser.add_argument("--kind", choices=["cpu", "gpu"], default="cpu", help="instance_group kind to write")
     parser.add_argument("--no-merged", action="store_true", help="leave out decoder_model_merged.onnx")
+    parser.add_argument(
+        "--pipeline", help="also name this model as the translator of this pipeline (e.g. clip)"
+    )
     args = parser.parse_args(argv)
     if args.version < 1:
         parser.error("--version must be a positive integer")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     export_marian(args.checkpoint, args.repository, args.version, args.name, args.kind, not args.no_merged)
+    if args.pipeline:
+        name_translator(args.repository, args.pipeline, args.name)
 
 
 if __name__ == "__main__":
