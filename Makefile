@@ -11,7 +11,7 @@ PROTOS := $(wildcard $(PROTO_SRC)/*.proto)
 GENERATED := $(PROTOS:protos/%.proto=$(PROTO_OUT)/%_pb2.py)
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup proto serve demo test lint format placeholder-models clean
+.PHONY: setup proto serve demo test lint format placeholder-models demo-models eval pretrained clean
 
 setup: $(STAMP) proto
 
@@ -34,8 +34,7 @@ serve: setup
 	$(BIN)/python -m server --model-repository $(MODEL_REPOSITORY) --host $(HOST) --port $(PORT)
 
 demo: setup
-	$(BIN)/python clients/python/examples/run_demo.py --host $(HOST) --port $(PORT) \
-		--model-repository $(MODEL_REPOSITORY)
+	$(BIN)/python -m tools.demo --host $(HOST) --port $(PORT) --model-repository $(MODEL_REPOSITORY)
 
 lint: setup
 	$(BIN)/ruff check .
@@ -55,6 +54,14 @@ placeholder-models: setup
 	$(BIN)/python -m tools.build_tiny_marian --out .cache/placeholder-marian
 	$(BIN)/python -m tools.export_marian .cache/placeholder-marian --repository $(MODEL_REPOSITORY) --version 1 \
 		--no-merged --pipeline clip
+
+# Exports openai/clip-vit-base-patch32 and Helsinki-NLP/opus-mt-zh-en as new versions (needs the Hugging Face hub).
+pretrained: setup
+	$(BIN)/python -m tools.pretrained --repository $(MODEL_REPOSITORY)
+
+# Held-out figures of the demo models through a server (started here unless one listens on HOST:PORT).
+eval: setup
+	$(BIN)/python -m tools.world.evaluate --host $(HOST) --port $(PORT) --model-repository $(MODEL_REPOSITORY)
 
 clean:
 	rm -rf .cache .pytest_cache .ruff_cache $(PROTO_OUT)/crossmodal/v1/*_pb2*.py*

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import socket
-import subprocess
-import sys
-import time
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import grpc
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from tools import local_server
+from tools.local_server import ROOT, free_port
+
+__all__ = ["ROOT", "encoded_image", "free_port", "load_open_clip_tokenizer", "running_server"]
 
 
 def load_open_clip_tokenizer():
@@ -30,54 +29,15 @@ def load_open_clip_tokenizer():
     return module
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def running_server(repository: Path, *extra_args: str, ready_timeout: float = 120.0):
-    """Starts `python -m server` on a free port; yields (address, process); stops it afterwards."""
+    """A server over `repository` on a free port, logging to a temporary file; yields (address, process)."""
     port = free_port()
-    log_path = repository.parent / f"server-{port}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "server",
-        "--model-repository",
-        str(repository),
-        "--port",
-        str(port),
-        *extra_args,
-    ]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    address = f"127.0.0.1:{port}"
-    try:
-        wait_until_serving(address, process, log_path, ready_timeout)
-        yield address, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def wait_until_serving(address: str, process: subprocess.Popen, log_path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
-        with grpc.insecure_channel(address) as channel:
-            try:
-                grpc.channel_ready_future(channel).result(timeout=1)
-                return
-            except grpc.FutureTimeoutError:
-                continue
-    raise RuntimeError(f"server not ready after {timeout}s:\n{log_path.read_text()}")
+    log_path = Path(tempfile.gettempdir()) / f"crossmodal-test-server-{port}.log"
+    with local_server.running_server(
+        repository, "127.0.0.1", port, *extra_args, log_path=log_path, ready_timeout=ready_timeout
+    ) as served:
+        yield served
 
 
 def encoded_image(width: int, height: int, fmt: str = "PNG", mode: str = "RGB", seed: int = 0) -> bytes:

@@ -43,7 +43,7 @@ PRESETS = {
 
 def build_tiny_clip(out_dir: Path, shape: TinyClipShape, seed: int = 0) -> Path:
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer, CLIPTokenizerFast
+    from transformers import CLIPConfig, CLIPModel
 
     config = CLIPConfig(
         text_config={
@@ -72,22 +72,27 @@ def build_tiny_clip(out_dir: Path, shape: TinyClipShape, seed: int = 0) -> Path:
     # A random init leaves logit_scale at ln(1/0.07); keep it, it is what an untrained CLIP carries.
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
+    write_preprocessing(out_dir, shape.image_size, shape.context_length)
+    log.info("built %s CLIP checkpoint in %s", shape, out_dir)
+    return out_dir
+
+
+def write_preprocessing(out_dir: Path, image_size: int, context_length: int) -> None:
+    """The real CLIP BPE tokenizer (slow files + tokenizer.json) and the OpenAI image preprocessing."""
+    from transformers import CLIPImageProcessor, CLIPTokenizer, CLIPTokenizerFast
 
     with tempfile.TemporaryDirectory() as tmp:
         vocab, merges = write_vocab_and_merges(Path(tmp))
         slow = CLIPTokenizer(vocab_file=str(vocab), merges_file=str(merges))
-        slow.model_max_length = shape.context_length
+        slow.model_max_length = context_length
         slow.save_pretrained(out_dir)
     (out_dir / "tokenizer.json").unlink(missing_ok=True)  # else the stale file would be loaded, not converted
     # Loading the fast tokenizer converts the slow one and lets us write tokenizer.json beside it.
     CLIPTokenizerFast.from_pretrained(out_dir).save_pretrained(out_dir)
 
     CLIPImageProcessor(
-        size={"shortest_edge": shape.image_size},
-        crop_size={"height": shape.image_size, "width": shape.image_size},
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
     ).save_pretrained(out_dir)
-    log.info("built %s CLIP checkpoint in %s", shape, out_dir)
-    return out_dir
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,200 @@
+"""Trains a small `transformers` CLIPModel on rendered scenes and their English captions (CPU, seeded).
+
+Every step renders a fresh batch (rendering takes well under a millisecond a picture), so the model never
+sees the same picture twice. The loss is CLIP's symmetric contrastive loss; as many pictures of a batch
+share a scene, every caption of the same scene counts as a positive (soft targets), not a false negative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tools.world.captions import english
+from tools.world.render import render
+from tools.world.scenes import ALL_SCENES, Scene
+
+log = logging.getLogger(__name__)
+
+MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
+STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class ClipShape:
+    vision_width: int = 64
+    vision_layers: int = 4
+    text_width: int = 32
+    text_layers: int = 2
+    heads: int = 4
+    projection_dim: int = 64
+    patch_size: int = 32
+
+
+def new_model(shape: ClipShape, seed: int):
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": 49408,
+            "hidden_size": shape.text_width,
+            "intermediate_size": shape.text_width * 4,
+            "num_hidden_layers": shape.text_layers,
+            "num_attention_heads": max(1, shape.text_width // 16),
+            "max_position_embeddings": 77,
+            "bos_token_id": 49406,
+            "eos_token_id": 49407,
+            "pad_token_id": 49407,
+        },
+        vision_config={
+            "image_size": 224,
+            "patch_size": shape.patch_size,
+            "hidden_size": shape.vision_width,
+            "intermediate_size": shape.vision_width * 4,
+            "num_hidden_layers": shape.vision_layers,
+            "num_attention_heads": shape.heads,
+        },
+        projection_dim=shape.projection_dim,
+    )
+    torch.manual_seed(seed)
+    return CLIPModel(config)
+
+
+def pixels(images) -> np.ndarray:
+    """224x224 RGB pictures -> normalised [N, 3, 224, 224] (the OpenAI preprocessing is the identity
+    resize/crop at this size, then rescale and normalise)."""
+    batch = np.stack([np.asarray(image, dtype=np.float32) for image in images]) / 255.0
+    return ((batch - MEAN) / STD).transpose(0, 3, 1, 2).copy()
+
+
+class CaptionIds:
+    """CLIP BPE ids of every caption, tokenised once."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self._cache: dict[str, list[int]] = {}
+
+    def batch(self, captions: list[str]):
+        import torch
+
+        missing = [c for c in captions if c not in self._cache]
+        if missing:
+            for caption, ids in zip(missing, self.tokenizer(missing)["input_ids"], strict=True):
+                self._cache[caption] = ids
+        rows = [self._cache[c] for c in captions]
+        longest = max(len(r) for r in rows)
+        ids = torch.zeros((len(rows), longest), dtype=torch.long)
+        mask = torch.zeros((len(rows), longest), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        return ids, mask
+
+
+def sample_batch(rng: random.Random, size: int) -> tuple[list[Scene], list, list[str]]:
+    scenes = [rng.choice(ALL_SCENES) for _ in range(size)]
+    images = [render(scene, rng) for scene in scenes]
+    captions = [rng.choice(english(scene)) for scene in scenes]
+    return scenes, images, captions
+
+
+def train(model, tokenizer, steps: int, batch_size: int, seed: int, lr: float = 2e-3, log_every: int = 50):
+    import torch
+    import torch.nn.functional as F
+
+    rng = random.Random(seed)
+    ids_of = CaptionIds(tokenizer)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    warmup = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser,
+        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))),
+    )
+    model.train()
+    started = time.monotonic()
+    for step in range(steps):
+        scenes, images, captions = sample_batch(rng, batch_size)
+        ids, mask = ids_of.batch(captions)
+        image_embeds = F.normalize(
+            model.get_image_features(pixel_values=torch.from_numpy(pixels(images))), dim=-1
+        )
+        text_embeds = F.normalize(model.get_text_features(input_ids=ids, attention_mask=mask), dim=-1)
+        logits = model.logit_scale.exp().clamp(max=100) * image_embeds @ text_embeds.T
+        same = torch.tensor([[a == b for b in scenes] for a in scenes], dtype=torch.float32)
+        targets = same / same.sum(dim=1, keepdim=True)
+        loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        if step % log_every == 0 or step == steps - 1:
+            log.info(
+                "step %d/%d loss %.3f scale %.1f (%.0fs)",
+                step,
+                steps,
+                loss.item(),
+                model.logit_scale.exp().item(),
+                time.monotonic() - started,
+            )
+    model.eval()
+
+
+def zero_shot_accuracy(model, tokenizer, images_per_scene: int, seed: int) -> float:
+    """Top-1 over the canonical captions of all scenes, on freshly rendered pictures."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = random.Random(seed)
+    ids, mask = CaptionIds(tokenizer).batch([english(s)[0] for s in ALL_SCENES])
+    correct = total = 0
+    with torch.no_grad():
+        text = F.normalize(model.get_text_features(input_ids=ids, attention_mask=mask), dim=-1)
+        for _ in range(images_per_scene):
+            images = [render(scene, rng) for scene in ALL_SCENES]
+            image = F.normalize(
+                model.get_image_features(pixel_values=torch.from_numpy(pixels(images))), dim=-1
+            )
+            predicted = (image @ text.T).argmax(dim=1)
+            correct += int((predicted == torch.arange(len(ALL_SCENES))).sum())
+            total += len(ALL_SCENES)
+    return correct / total
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+    from transformers import CLIPTokenizerFast
+
+    from tools.build_tiny_clip import write_preprocessing
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(2)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_preprocessing(args.out, 224, 77)
+    tokenizer = CLIPTokenizerFast.from_pretrained(args.out)
+    model = new_model(ClipShape(), args.seed)
+    started = time.monotonic()
+    train(model, tokenizer, args.steps, args.batch_size, args.seed)
+    log.info("trained in %.0fs", time.monotonic() - started)
+    model.save_pretrained(args.out)
+    accuracy = zero_shot_accuracy(model, tokenizer, images_per_scene=3, seed=args.seed + 1000)
+    print(f"held-out zero-shot top-1 over {len(ALL_SCENES)} captions: {accuracy:.1%}")
+
+
+if __name__ == "__main__":
+    main()
