@@ -55,6 +55,10 @@ placeholder-models: setup
 	$(BIN)/python -m tools.export_marian .cache/placeholder-marian --repository $(MODEL_REPOSITORY) --version 1 \
 		--no-merged --pipeline clip
 
+# Trains the demo-world CLIP and translator on CPU and exports them into MODEL_REPOSITORY as version 1.
+demo-models: setup
+	$(BIN)/python -m tools.world.build_demo_models --repository $(MODEL_REPOSITORY)
+
 # Exports openai/clip-vit-base-patch32 and Helsinki-NLP/opus-mt-zh-en as new versions (needs the Hugging Face hub).
 pretrained: setup
 	$(BIN)/python -m tools.pretrained --repository $(MODEL_REPOSITORY)

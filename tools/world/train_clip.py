@@ -23,6 +23,8 @@ from tools.world.scenes import ALL_SCENES, Scene
 
 log = logging.getLogger(__name__)
 
+DEFAULT_STEPS = 1500
+DEFAULT_BATCH = 128
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 
@@ -106,7 +108,7 @@ def sample_batch(rng: random.Random, size: int) -> tuple[list[Scene], list, list
     return scenes, images, captions
 
 
-def train(model, tokenizer, steps: int, batch_size: int, seed: int, lr: float = 2e-3, log_every: int = 50):
+def train(model, tokenizer, steps: int, batch_size: int, seed: int, lr: float = 2e-3, log_every: int = 100):
     import torch
     import torch.nn.functional as F
 
@@ -138,12 +140,16 @@ def train(model, tokenizer, steps: int, batch_size: int, seed: int, lr: float = 
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         if step % log_every == 0 or step == steps - 1:
+            model.eval()
+            accuracy = zero_shot_accuracy(model, tokenizer, images_per_scene=1, seed=seed + 999)
+            model.train()
             log.info(
-                "step %d/%d loss %.3f scale %.1f (%.0fs)",
+                "step %d/%d loss %.3f scale %.1f zero-shot %.0f%% (%.0fs)",
                 step,
                 steps,
                 loss.item(),
                 model.logit_scale.exp().item(),
+                100 * accuracy,
                 time.monotonic() - started,
             )
     model.eval()
@@ -170,30 +176,39 @@ def zero_shot_accuracy(model, tokenizer, images_per_scene: int, seed: int) -> fl
     return correct / total
 
 
-def main(argv: list[str] | None = None) -> None:
+def train_world_clip(
+    out_dir: Path, steps: int, batch_size: int, seed: int = 0, shape: ClipShape = ClipShape()
+):
+    """Trains and saves the demo CLIP checkpoint folder; returns its held-out zero-shot accuracy."""
     import torch
     from transformers import CLIPTokenizerFast
 
     from tools.build_tiny_clip import write_preprocessing
 
+    torch.set_num_threads(2)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_preprocessing(out_dir, 224, 77)
+    tokenizer = CLIPTokenizerFast.from_pretrained(out_dir)
+    model = new_model(shape, seed)
+    train(model, tokenizer, steps, batch_size, seed)
+    model.save_pretrained(out_dir)
+    return zero_shot_accuracy(model, tokenizer, images_per_scene=3, seed=seed + 1000)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="pictures per step")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights and pictures")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(2)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_preprocessing(args.out, 224, 77)
-    tokenizer = CLIPTokenizerFast.from_pretrained(args.out)
-    model = new_model(ClipShape(), args.seed)
     started = time.monotonic()
-    train(model, tokenizer, args.steps, args.batch_size, args.seed)
-    log.info("trained in %.0fs", time.monotonic() - started)
-    model.save_pretrained(args.out)
-    accuracy = zero_shot_accuracy(model, tokenizer, images_per_scene=3, seed=args.seed + 1000)
-    print(f"held-out zero-shot top-1 over {len(ALL_SCENES)} captions: {accuracy:.1%}")
+    accuracy = train_world_clip(args.out, args.steps, args.batch_size, args.seed)
+    print(
+        f"trained in {time.monotonic() - started:.0f}s; held-out zero-shot top-1 over {len(ALL_SCENES)} "
+        f"captions: {accuracy:.1%}"
+    )
 
 
 if __name__ == "__main__":
