@@ -16,8 +16,8 @@ from tools.export_marian import export_marian, name_translator
 from tools.local_server import ROOT
 from tools.world.render import render
 from tools.world.scenes import Scene
-from tools.world.train_clip import DEFAULT_BATCH, DEFAULT_STEPS, train_world_clip
-from tools.world.train_marian import evaluate, print_figures, train_world_marian
+from tools.world.train_clip import DEFAULT_BATCH, DEFAULT_STEPS, held_out_zero_shot, train_world_clip
+from tools.world.train_marian import evaluate, print_figures, split_sentences, train_world_marian
 
 EXAMPLE_PICTURE = ROOT / "clients" / "python" / "examples" / "data" / "two_dogs_in_snow.jpg"
 EXAMPLE_SEED = 7
@@ -37,15 +37,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clip-steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--clip-batch-size", type=int, default=DEFAULT_BATCH)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="export the checkpoints already trained in --work instead of training again",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     timings = {}
     started = time.monotonic()
-    accuracy = train_world_clip(args.work / "clip", args.clip_steps, args.clip_batch_size, args.seed)
+    clip_dir, marian_dir = args.work / "clip", args.work / "marian"
+    if args.reuse and (clip_dir / "model.safetensors").is_file():
+        accuracy = held_out_zero_shot(clip_dir, args.seed)
+    else:
+        accuracy = train_world_clip(clip_dir, args.clip_steps, args.clip_batch_size, args.seed)
     timings["clip training"] = time.monotonic() - started
 
     mark = time.monotonic()
-    marian_dir, _, heldout = train_world_marian(args.work / "marian", seed=args.seed)
+    if args.reuse and (marian_dir / "model.safetensors").is_file():
+        _, heldout = split_sentences(args.seed)
+    else:
+        marian_dir, _, heldout = train_world_marian(marian_dir, seed=args.seed)
     translation = evaluate(marian_dir, heldout)
     timings["translator training"] = time.monotonic() - mark
 

@@ -176,8 +176,9 @@ def render(scene: Scene, rng: random.Random) -> Image.Image:
     draw = ImageDraw.Draw(image)
     slot = SIZE / scene.count
     for index in range(scene.count):
-        scale = min(rng.uniform(1.3, 2.1), 0.9 * slot / WIDTHS[scene.kind])
-        centre = slot * (index + 0.5) + rng.uniform(-0.12, 0.12) * slot
+        # At most three quarters of a slot wide, so neighbours never touch and can be counted.
+        scale = min(rng.uniform(1.3, 2.1), 0.75 * slot / WIDTHS[scene.kind])
+        centre = slot * (index + 0.5) + rng.uniform(-0.06, 0.06) * slot
         feet = rng.uniform(ground + 35, SIZE - 8)
         DRAWERS[scene.kind](_Pen(draw, centre, feet, scale, rng.random() < 0.5), rng)
     return image
