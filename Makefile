@@ -11,7 +11,7 @@ PROTOS := $(wildcard $(PROTO_SRC)/*.proto)
 GENERATED := $(PROTOS:protos/%.proto=$(PROTO_OUT)/%_pb2.py)
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup proto serve demo test lint format placeholder-models demo-models eval pretrained clean
+.PHONY: setup proto serve demo test lint format demo-models eval pretrained clean
 
 setup: $(STAMP) proto
 
@@ -46,14 +46,6 @@ format: setup
 
 test: setup lint
 	$(BIN)/python -m pytest -q
-
-# Rebuilds the committed placeholder models: tiny random-weight CLIP towers and a tiny translator.
-placeholder-models: setup
-	$(BIN)/python -m tools.build_tiny_clip --out .cache/placeholder-clip --preset placeholder
-	$(BIN)/python -m tools.export_clip .cache/placeholder-clip --repository $(MODEL_REPOSITORY) --version 1
-	$(BIN)/python -m tools.build_tiny_marian --out .cache/placeholder-marian
-	$(BIN)/python -m tools.export_marian .cache/placeholder-marian --repository $(MODEL_REPOSITORY) --version 1 \
-		--no-merged --pipeline clip
 
 # Trains the demo-world CLIP and translator on CPU and exports them into MODEL_REPOSITORY as version 1.
 demo-models: setup

@@ -34,10 +34,6 @@ PRESETS = {
     "tiny": TinyClipShape(
         image_size=64, patch_size=16, vision_width=32, text_width=32, layers=2, heads=2, projection_dim=24
     ),
-    # The committed placeholder: OpenAI input size, small enough to commit (the token table dominates).
-    "placeholder": TinyClipShape(
-        image_size=224, patch_size=32, vision_width=32, text_width=8, layers=2, heads=2, projection_dim=32
-    ),
 }
 
 

@@ -1,7 +1,8 @@
 """`make eval`: held-out figures of the demo models, measured through a running server.
 
 - CLIP zero-shot top-1: freshly rendered pictures (a seed training never used) classified over the
-  canonical English caption of every scene;
+  caption set (every English caption of every scene); right when the best caption describes the picture's
+  scene. The top-1 over one canonical caption per scene is reported too;
 - zh->en exact match: the held-out Chinese sentences (never trained on), top-1 translation equal to one
   of the scene's English paraphrases;
 - Chinese text -> image retrieval top-1: each held-out Chinese sentence against a gallery of one fresh
@@ -35,6 +36,7 @@ class Figures:
     retrieval_top1: float
     images: int
     sentences: int
+    zero_shot_canonical_top1: float  # over one canonical caption per scene (reported, no target)
 
     def failures(self) -> list[str]:
         return [
@@ -54,14 +56,19 @@ def evaluate(
     client: CrossModalClient, images_per_scene: int = 5, max_sentences: int | None = None
 ) -> Figures:
     rng = random.Random(EVAL_SEED)
-    captions = [english(scene)[0] for scene in ALL_SCENES]
-    correct = total = 0
+    # The caption set: (scene index, caption) for every English caption; the first of a scene is canonical.
+    captions = [(index, caption) for index, scene in enumerate(ALL_SCENES) for caption in english(scene)]
+    canonical = {p for p, (i, caption) in enumerate(captions) if caption == english(ALL_SCENES[i])[0]}
+    correct = canonical_correct = total = 0
     for _ in range(images_per_scene):
         pictures = [jpeg(render(scene, rng)) for scene in ALL_SCENES]
         for start in range(0, len(pictures), 32):
-            response = client.classify(pictures[start : start + 32], captions, top_k=1)
+            response = client.classify(pictures[start : start + 32], [caption for _, caption in captions])
             for offset, result in enumerate(response.results):
-                correct += result.scores[0].index == start + offset
+                ranked = [score.index for score in result.scores]
+                correct += captions[ranked[0]][0] == start + offset
+                best_canonical = next(position for position in ranked if position in canonical)
+                canonical_correct += captions[best_canonical][0] == start + offset
                 total += 1
     zero_shot = correct / total
 
@@ -78,7 +85,14 @@ def evaluate(
     for row, pair in enumerate(heldout):
         scores = compared.similarity[row * compared.cols : (row + 1) * compared.cols]
         retrieved += ALL_SCENES[max(range(len(scores)), key=scores.__getitem__)] == pair.scene
-    return Figures(zero_shot, exact / len(heldout), retrieved / len(heldout), total, len(heldout))
+    return Figures(
+        zero_shot,
+        exact / len(heldout),
+        retrieved / len(heldout),
+        total,
+        len(heldout),
+        canonical_correct / total,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     ):
         figures = evaluate(client, args.images_per_scene)
     print(
-        f"CLIP zero-shot top-1 over {len(ALL_SCENES)} captions: {figures.zero_shot_top1:.1%} "
-        f"({figures.images} held-out pictures; target {TARGETS['zero_shot_top1']:.0%})"
+        f"CLIP zero-shot top-1 over the caption set ({4 * len(ALL_SCENES)} captions): "
+        f"{figures.zero_shot_top1:.1%} ({figures.images} held-out pictures; target "
+        f"{TARGETS['zero_shot_top1']:.0%}); over one canonical caption per scene: "
+        f"{figures.zero_shot_canonical_top1:.1%}"
     )
     print(
         f"zh->en exact match with a reference paraphrase: {figures.translation_exact:.1%} "
