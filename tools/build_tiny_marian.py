@@ -195,30 +195,15 @@ def train_briefly(model, tokenizer, sentences: list[str], steps: int, seed: int)
     log.info("trained %d steps, last loss %.3f", steps, loss.item())
 
 
-def build_tiny_marian(
-    out_dir: Path, shape: TinyMarianShape = TinyMarianShape(), seed: int = 0, train_steps: int = 300
-) -> Path:
+def opus_mt_model(vocab_size: int, pad_id: int, shape, seed: int, **generation):
+    """A randomly initialised MarianMTModel configured like opus-mt (`</s>` = 0, decoding starts at `<pad>`,
+    `<pad>` banned, EOS forced at max_length, renormalised log-probabilities); `shape` gives d_model,
+    layers, heads, ffn and max_positions; `generation` adds decoding defaults (num_beams, max_length...)."""
     import torch
-    from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
+    from transformers import GenerationConfig, MarianConfig, MarianMTModel
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    corpus = chinese_corpus(3000, seed)
-    train_sentencepiece(corpus, shape.source_pieces, out_dir / "source.spm")
-    train_sentencepiece(english_corpus(3000, seed), shape.target_pieces, out_dir / "target.spm")
-    vocab = shared_vocab(out_dir / "source.spm", out_dir / "target.spm")
-    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=1), encoding="utf-8")
-    tokenizer = MarianTokenizer(
-        str(out_dir / "source.spm"),
-        str(out_dir / "target.spm"),
-        str(out_dir / "vocab.json"),
-        source_lang="zh",
-        target_lang="en",
-    )
-    tokenizer.save_pretrained(out_dir)
-
-    pad_id = vocab[PAD]
     config = MarianConfig(
-        vocab_size=len(vocab),
+        vocab_size=vocab_size,
         d_model=shape.d_model,
         encoder_layers=shape.layers,
         decoder_layers=shape.layers,
@@ -235,20 +220,43 @@ def build_tiny_marian(
         share_encoder_decoder_embeddings=True,
     )
     torch.manual_seed(seed)
-    model = MarianMTModel(config).eval()
-    if train_steps:
-        train_briefly(model, tokenizer, corpus, train_steps, seed)
+    model = MarianMTModel(config)
     model.generation_config = GenerationConfig(
         bad_words_ids=[[pad_id]],
         bos_token_id=0,
         decoder_start_token_id=pad_id,
         eos_token_id=0,
         forced_eos_token_id=0,
-        max_length=64,
-        num_beams=4,
         pad_token_id=pad_id,
         renormalize_logits=True,
+        **generation,
     )
+    return model
+
+
+def build_tiny_marian(
+    out_dir: Path, shape: TinyMarianShape = TinyMarianShape(), seed: int = 0, train_steps: int = 300
+) -> Path:
+    from transformers import MarianTokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    corpus = chinese_corpus(3000, seed)
+    train_sentencepiece(corpus, shape.source_pieces, out_dir / "source.spm")
+    train_sentencepiece(english_corpus(3000, seed), shape.target_pieces, out_dir / "target.spm")
+    vocab = shared_vocab(out_dir / "source.spm", out_dir / "target.spm")
+    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=1), encoding="utf-8")
+    tokenizer = MarianTokenizer(
+        str(out_dir / "source.spm"),
+        str(out_dir / "target.spm"),
+        str(out_dir / "vocab.json"),
+        source_lang="zh",
+        target_lang="en",
+    )
+    tokenizer.save_pretrained(out_dir)
+
+    model = opus_mt_model(len(vocab), vocab[PAD], shape, seed, max_length=64, num_beams=4).eval()
+    if train_steps:
+        train_briefly(model, tokenizer, corpus, train_steps, seed)
     model.save_pretrained(out_dir)
     log.info("built tiny Marian (%d tokens) in %s", len(vocab), out_dir)
     return out_dir

@@ -6,23 +6,15 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from pathlib import Path
 
-from tools.local_server import ROOT, server_at
+from tools.local_server import ROOT, add_server_arguments, server_at
 
 EXAMPLE = ROOT / "clients" / "python" / "examples" / "image_text_search.py"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1", help="server host")
-    parser.add_argument("--port", type=int, default=8001, help="server port")
-    parser.add_argument(
-        "--model-repository",
-        type=Path,
-        default=ROOT / "model_repository",
-        help="repository for a server started here",
-    )
+    add_server_arguments(parser)
     args = parser.parse_args(argv)
     with server_at(args.host, args.port, args.model_repository) as address:
         return subprocess.run([sys.executable, str(EXAMPLE), "--server", address], check=False).returncode

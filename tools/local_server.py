@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 import subprocess
 import sys
@@ -86,6 +87,18 @@ def _wait_until_serving(
                 continue
     output = log_path.read_text() if log_path else "(see the output above)"
     raise RuntimeError(f"the server was not ready after {timeout:.0f}s:\n{output}")
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """--host, --port and --model-repository, for commands that use or start a server (see server_at)."""
+    parser.add_argument("--host", default="127.0.0.1", help="server host")
+    parser.add_argument("--port", type=int, default=8001, help="server port")
+    parser.add_argument(
+        "--model-repository",
+        type=Path,
+        default=ROOT / "model_repository",
+        help="repository for a server started here when none listens on host:port",
+    )
 
 
 @contextmanager

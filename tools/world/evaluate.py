@@ -16,10 +16,9 @@ import io
 import random
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from crossmodal import CrossModalClient
-from tools.local_server import ROOT, server_at
+from tools.local_server import add_server_arguments, server_at
 from tools.world.captions import english
 from tools.world.render import render
 from tools.world.scenes import ALL_SCENES
@@ -99,14 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--host", default="127.0.0.1", help="server host")
-    parser.add_argument("--port", type=int, default=8001, help="server port")
-    parser.add_argument(
-        "--model-repository",
-        type=Path,
-        default=ROOT / "model_repository",
-        help="repository for a server started here",
-    )
+    add_server_arguments(parser)
     parser.add_argument("--images-per-scene", type=int, default=5, help="pictures per scene for zero-shot")
     args = parser.parse_args(argv)
     with (

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.build_tiny_marian import shared_vocab, train_sentencepiece
+from tools.build_tiny_marian import opus_mt_model, shared_vocab, train_sentencepiece
 from tools.world.captions import chinese, english
 from tools.world.scenes import ALL_SCENES, Scene
 
@@ -160,43 +160,11 @@ def build_tokenizer(out_dir: Path, pairs: list[SentencePair], shape: WorldMarian
 
 
 def build_model(vocab_size: int, pad_id: int, shape: WorldMarianShape, seed: int):
-    import torch
-    from transformers import GenerationConfig, MarianConfig, MarianMTModel
-
-    config = MarianConfig(
-        vocab_size=vocab_size,
-        d_model=shape.d_model,
-        encoder_layers=shape.layers,
-        decoder_layers=shape.layers,
-        encoder_attention_heads=shape.heads,
-        decoder_attention_heads=shape.heads,
-        encoder_ffn_dim=shape.ffn,
-        decoder_ffn_dim=shape.ffn,
-        max_position_embeddings=shape.max_positions,
-        pad_token_id=pad_id,
-        eos_token_id=0,
-        decoder_start_token_id=pad_id,
-        forced_eos_token_id=0,
-        scale_embedding=True,
-        share_encoder_decoder_embeddings=True,
+    # The n-best of these short captions is complete long before max_length: stop once num_beams
+    # hypotheses have ended.
+    return opus_mt_model(
+        vocab_size, pad_id, shape, seed, max_length=MAX_LENGTH, num_beams=NUM_BEAMS, early_stopping=True
     )
-    torch.manual_seed(seed)
-    model = MarianMTModel(config)
-    model.generation_config = GenerationConfig(
-        bad_words_ids=[[pad_id]],
-        bos_token_id=0,
-        decoder_start_token_id=pad_id,
-        eos_token_id=0,
-        forced_eos_token_id=0,
-        max_length=MAX_LENGTH,
-        num_beams=NUM_BEAMS,
-        # The n-best of these short captions is complete long before max_length: stop once num_beams
-        # hypotheses have ended.
-        early_stopping=True,
-        pad_token_id=pad_id,
-        renormalize_logits=True,
-    )
-    return model
 
 
 def train_model(
