@@ -195,6 +195,28 @@ def train_briefly(model, tokenizer, sentences: list[str], steps: int, seed: int)
     log.info("trained %d steps, last loss %.3f", steps, loss.item())
 
 
+def write_tokenizer(out_dir: Path, source: list[str], target: list[str], shape):
+    """Trains both SentencePiece models, writes the shared vocabulary and saves a MarianTokenizer in
+    `out_dir`; `shape` gives source_pieces, target_pieces and max_positions."""
+    from transformers import MarianTokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_sentencepiece(source, shape.source_pieces, out_dir / "source.spm")
+    train_sentencepiece(target, shape.target_pieces, out_dir / "target.spm")
+    vocab = shared_vocab(out_dir / "source.spm", out_dir / "target.spm")
+    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=1), encoding="utf-8")
+    tokenizer = MarianTokenizer(
+        str(out_dir / "source.spm"),
+        str(out_dir / "target.spm"),
+        str(out_dir / "vocab.json"),
+        source_lang="zh",
+        target_lang="en",
+        model_max_length=shape.max_positions,
+    )
+    tokenizer.save_pretrained(out_dir)
+    return tokenizer
+
+
 def opus_mt_model(vocab_size: int, pad_id: int, shape, seed: int, **generation):
     """A randomly initialised MarianMTModel configured like opus-mt (`</s>` = 0, decoding starts at `<pad>`,
     `<pad>` banned, EOS forced at max_length, renormalised log-probabilities); `shape` gives d_model,
@@ -237,22 +259,9 @@ def opus_mt_model(vocab_size: int, pad_id: int, shape, seed: int, **generation):
 def build_tiny_marian(
     out_dir: Path, shape: TinyMarianShape = TinyMarianShape(), seed: int = 0, train_steps: int = 300
 ) -> Path:
-    from transformers import MarianTokenizer
-
-    out_dir.mkdir(parents=True, exist_ok=True)
     corpus = chinese_corpus(3000, seed)
-    train_sentencepiece(corpus, shape.source_pieces, out_dir / "source.spm")
-    train_sentencepiece(english_corpus(3000, seed), shape.target_pieces, out_dir / "target.spm")
-    vocab = shared_vocab(out_dir / "source.spm", out_dir / "target.spm")
-    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=1), encoding="utf-8")
-    tokenizer = MarianTokenizer(
-        str(out_dir / "source.spm"),
-        str(out_dir / "target.spm"),
-        str(out_dir / "vocab.json"),
-        source_lang="zh",
-        target_lang="en",
-    )
-    tokenizer.save_pretrained(out_dir)
+    tokenizer = write_tokenizer(out_dir, corpus, english_corpus(3000, seed), shape)
+    vocab = tokenizer.encoder
 
     model = opus_mt_model(len(vocab), vocab[PAD], shape, seed, max_length=64, num_beams=4).eval()
     if train_steps:

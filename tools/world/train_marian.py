@@ -13,7 +13,6 @@ paraphrase of their scene. The checkpoint folder is in `transformers` layout, re
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import random
@@ -21,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.build_tiny_marian import opus_mt_model, shared_vocab, train_sentencepiece
+from tools.build_tiny_marian import opus_mt_model, write_tokenizer
 from tools.world.captions import chinese, english
 from tools.world.scenes import ALL_SCENES, Scene
 
@@ -138,25 +137,9 @@ def with_words(sentences: list[str], repeats: int = WORD_REPEATS) -> list[str]:
 def build_tokenizer(out_dir: Path, pairs: list[SentencePair], shape: WorldMarianShape):
     """SentencePiece models on the training corpus (each side), the opus-mt shared vocabulary and a
     `MarianTokenizer` saved into `out_dir`."""
-    from transformers import MarianTokenizer
-
-    out_dir.mkdir(parents=True, exist_ok=True)
     source_sentences = sorted({pair.chinese for pair in pairs})
     target_sentences = sorted({reference for pair in pairs for reference in pair.references})
-    train_sentencepiece(source_sentences, shape.source_pieces, out_dir / "source.spm")
-    train_sentencepiece(with_words(target_sentences), shape.target_pieces, out_dir / "target.spm")
-    vocab = shared_vocab(out_dir / "source.spm", out_dir / "target.spm")
-    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=1), encoding="utf-8")
-    tokenizer = MarianTokenizer(
-        str(out_dir / "source.spm"),
-        str(out_dir / "target.spm"),
-        str(out_dir / "vocab.json"),
-        source_lang="zh",
-        target_lang="en",
-        model_max_length=shape.max_positions,
-    )
-    tokenizer.save_pretrained(out_dir)
-    return tokenizer
+    return write_tokenizer(out_dir, source_sentences, with_words(target_sentences), shape)
 
 
 def build_model(vocab_size: int, pad_id: int, shape: WorldMarianShape, seed: int):
