@@ -52,9 +52,7 @@ class ClipPipeline:
     def models(self) -> list[tuple[str, int]]:
         return [(self.vision.name, self.vision.version), (self.text.name, self.text.version)]
 
-    def embed(
-        self, named_inputs: list[tuple[str, Input]], limits: Limits
-    ) -> tuple[np.ndarray, list[TextOutcome]]:
+    def embed(self, named_inputs: list[tuple[str, Input]], limits: Limits) -> Embedded:
         """Embeds (name, input) pairs, in order; `name` (e.g. "items[3]") is what errors call the item."""
         image_rows, pixels, text_rows, outcomes = [], [], [], []
         for row, (item_name, item) in enumerate(named_inputs):
