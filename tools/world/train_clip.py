@@ -26,7 +26,7 @@ from tools.world.scenes import ALL_SCENES, BACKGROUNDS, COUNTS, OBJECTS, Scene
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STEPS = 5000
+DEFAULT_STEPS = 5200
 DEFAULT_BATCH = 64
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
@@ -127,7 +127,7 @@ class SceneHeads:
         return (
             F.cross_entropy(self.background(embeddings), background)
             + F.cross_entropy(self.kind(embeddings), kind)
-            + 2 * F.cross_entropy(self.count(embeddings), count)  # counting is the hard part
+            + 4 * F.cross_entropy(self.count(embeddings), count)  # counting is the hard part
         )
 
 
