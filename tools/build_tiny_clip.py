@@ -37,34 +37,64 @@ PRESETS = {
 }
 
 
-def build_tiny_clip(out_dir: Path, shape: TinyClipShape, seed: int = 0) -> Path:
+def new_clip_model(
+    *,
+    image_size: int,
+    patch_size: int,
+    vision_width: int,
+    vision_layers: int,
+    vision_heads: int,
+    text_width: int,
+    text_layers: int,
+    text_heads: int,
+    projection_dim: int,
+    context_length: int,
+    seed: int,
+):
+    """A randomly initialised CLIPModel with the OpenAI special tokens and the full CLIP BPE vocabulary."""
     import torch
     from transformers import CLIPConfig, CLIPModel
 
     config = CLIPConfig(
         text_config={
             "vocab_size": 49408,
-            "hidden_size": shape.text_width,
-            "intermediate_size": shape.text_width * 4,
-            "num_hidden_layers": shape.layers,
-            "num_attention_heads": shape.heads,
-            "max_position_embeddings": shape.context_length,
+            "hidden_size": text_width,
+            "intermediate_size": text_width * 4,
+            "num_hidden_layers": text_layers,
+            "num_attention_heads": text_heads,
+            "max_position_embeddings": context_length,
             "bos_token_id": 49406,
             "eos_token_id": 49407,
             "pad_token_id": 49407,
         },
         vision_config={
-            "image_size": shape.image_size,
-            "patch_size": shape.patch_size,
-            "hidden_size": shape.vision_width,
-            "intermediate_size": shape.vision_width * 4,
-            "num_hidden_layers": shape.layers,
-            "num_attention_heads": shape.heads,
+            "image_size": image_size,
+            "patch_size": patch_size,
+            "hidden_size": vision_width,
+            "intermediate_size": vision_width * 4,
+            "num_hidden_layers": vision_layers,
+            "num_attention_heads": vision_heads,
         },
-        projection_dim=shape.projection_dim,
+        projection_dim=projection_dim,
     )
     torch.manual_seed(seed)
-    model = CLIPModel(config).eval()
+    return CLIPModel(config)
+
+
+def build_tiny_clip(out_dir: Path, shape: TinyClipShape, seed: int = 0) -> Path:
+    model = new_clip_model(
+        image_size=shape.image_size,
+        patch_size=shape.patch_size,
+        vision_width=shape.vision_width,
+        vision_layers=shape.layers,
+        vision_heads=shape.heads,
+        text_width=shape.text_width,
+        text_layers=shape.layers,
+        text_heads=shape.heads,
+        projection_dim=shape.projection_dim,
+        context_length=shape.context_length,
+        seed=seed,
+    ).eval()
     # A random init leaves logit_scale at ln(1/0.07); keep it, it is what an untrained CLIP carries.
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)

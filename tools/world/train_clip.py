@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tools.build_tiny_clip import new_clip_model
 from tools.world.captions import english
 from tools.world.render import render
 from tools.world.scenes import ALL_SCENES, BACKGROUNDS, COUNTS, OBJECTS, Scene
@@ -44,33 +45,19 @@ class ClipShape:
 
 
 def new_model(shape: ClipShape, seed: int):
-    import torch
-    from transformers import CLIPConfig, CLIPModel
-
-    config = CLIPConfig(
-        text_config={
-            "vocab_size": 49408,
-            "hidden_size": shape.text_width,
-            "intermediate_size": shape.text_width * 4,
-            "num_hidden_layers": shape.text_layers,
-            "num_attention_heads": max(1, shape.text_width // 16),
-            "max_position_embeddings": 77,
-            "bos_token_id": 49406,
-            "eos_token_id": 49407,
-            "pad_token_id": 49407,
-        },
-        vision_config={
-            "image_size": 224,
-            "patch_size": shape.patch_size,
-            "hidden_size": shape.vision_width,
-            "intermediate_size": shape.vision_width * 4,
-            "num_hidden_layers": shape.vision_layers,
-            "num_attention_heads": shape.heads,
-        },
+    return new_clip_model(
+        image_size=224,
+        patch_size=shape.patch_size,
+        vision_width=shape.vision_width,
+        vision_layers=shape.vision_layers,
+        vision_heads=shape.heads,
+        text_width=shape.text_width,
+        text_layers=shape.text_layers,
+        text_heads=max(1, shape.text_width // 16),
         projection_dim=shape.projection_dim,
+        context_length=77,
+        seed=seed,
     )
-    torch.manual_seed(seed)
-    return CLIPModel(config)
 
 
 def pixels(images) -> np.ndarray:
