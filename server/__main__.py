@@ -43,8 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workers",
         type=int,
-        default=4,
-        help="threads running decoding, tokenising and ONNX Runtime off the event loop",
+        default=64,
+        help="calls handled at once off the event loop (decoding, tokenising, translating, then waiting "
+        "for the model batchers, which run ONNX Runtime on their own threads); more calls wait in line",
     )
     parser.add_argument(
         "--grace-period",

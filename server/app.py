@@ -59,4 +59,6 @@ class CrossModalServer:
             log.info("stopping: finishing in-flight requests (grace %.1fs)", self.config.grace_seconds)
             await self._server.stop(self.config.grace_seconds)
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self.engine.close()
+        self.repository.close()
         log.info("stopped")

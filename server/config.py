@@ -37,7 +37,9 @@ class ServerConfig:
     port: int = 8001
     default_pipeline: str = "clip"
     strict_gpu: bool = False  # refuse to load a KIND_GPU model when CUDA is unavailable, instead of using CPU
-    workers: int = 4  # threads that run preprocessing and ONNX Runtime, off the event loop
+    # Threads that run the calls off the event loop: they decode, tokenise and translate, then wait while
+    # model batchers run; a call waiting for its batch holds one, so there are many.
+    workers: int = 64
     grace_seconds: float = 10.0
     limits: Limits = field(default_factory=Limits)
 

@@ -5,6 +5,9 @@ Everything here is synchronous and runs in worker threads; the gRPC service only
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from server.config import Limits
@@ -32,6 +35,13 @@ class Engine:
         self.repository = repository
         self.limits = limits
         self.default_pipeline = default_pipeline
+        # Decodes the images of one request in parallel (Pillow releases the GIL while decoding).
+        self._preprocess_pool = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 1, thread_name_prefix="preprocess"
+        )
+
+    def close(self) -> None:
+        self._preprocess_pool.shutdown(wait=True, cancel_futures=True)
 
     def pipeline(self, ref: ModelRef) -> ClipPipeline:
         if ref.version < 0:
@@ -41,7 +51,7 @@ class Engine:
     def encode(self, ref: ModelRef, items: list[Input]) -> EncodeResult:
         self._check_count("items", len(items))
         pipeline = self.pipeline(ref)
-        embedded = pipeline.embed(_named("items", items), self.limits)
+        embedded = pipeline.embed(_named("items", items), self.limits, self._preprocess_pool)
         return EncodeResult(embedded.embeddings, embedded.texts, embedded.models)
 
     def compare(self, ref: ModelRef, queries: list[Input], candidates: list[Input]) -> CompareResult:
@@ -49,7 +59,9 @@ class Engine:
         self._check_count("candidates", len(candidates))
         self._check_count("queries + candidates", len(queries) + len(candidates))
         pipeline = self.pipeline(ref)
-        embedded = pipeline.embed(_named("queries", queries) + _named("candidates", candidates), self.limits)
+        embedded = pipeline.embed(
+            _named("queries", queries) + _named("candidates", candidates), self.limits, self._preprocess_pool
+        )
         similarity = embedded.embeddings[: len(queries)] @ embedded.embeddings[len(queries) :].T
         probabilities = softmax(pipeline.logit_scale * similarity)
         return CompareResult(similarity, probabilities, pipeline.logit_scale, embedded.texts, embedded.models)
@@ -73,7 +85,7 @@ class Engine:
         ]
         pipeline = self.pipeline(ref)
         named = _named("items", items) + [(f"labels[{i}]", TextInput(p)) for i, p in enumerate(prompts)]
-        embedded = pipeline.embed(named, self.limits)
+        embedded = pipeline.embed(named, self.limits, self._preprocess_pool)
         similarity = embedded.embeddings[: len(items)] @ embedded.embeddings[len(items) :].T
         probabilities = softmax(pipeline.logit_scale * similarity)
         keep = min(top_k or len(labels), len(labels))

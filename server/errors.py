@@ -23,3 +23,11 @@ class ModelNotReady(CrossModalError):
 
 class ModelLoadError(CrossModalError):
     """A model version could not be loaded; the message says why."""
+
+
+class Overloaded(CrossModalError):
+    """A model's queue is full; the caller should retry later (RESOURCE_EXHAUSTED)."""
+
+
+class Cancelled(CrossModalError):
+    """The call was cancelled before its work ran (CANCELLED)."""

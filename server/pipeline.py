@@ -9,6 +9,7 @@ the translator (its newest ready version) and the best translation is what the t
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,34 +53,58 @@ class ClipPipeline:
     def models(self) -> list[tuple[str, int]]:
         return [(self.vision.name, self.vision.version), (self.text.name, self.text.version)]
 
-    def embed(self, named_inputs: list[tuple[str, Input]], limits: Limits) -> Embedded:
-        """Embeds (name, input) pairs, in order; `name` (e.g. "items[3]") is what errors call the item."""
-        image_rows, pixels, text_rows, outcomes = [], [], [], []
-        for row, (item_name, item) in enumerate(named_inputs):
-            if isinstance(item, ImageInput):
-                pixels.append(self.vision.preprocess(self._decode(item_name, item.data, limits)))
-                image_rows.append(row)
-            else:
-                outcomes.append(describe_text(item_name, item.text, limits))
-                text_rows.append(row)
+    def embed(
+        self, named_inputs: list[tuple[str, Input]], limits: Limits, pool: Executor | None = None
+    ) -> Embedded:
+        """Embeds (name, input) pairs, in order; `name` (e.g. "items[3]") is what errors call the item.
+
+        Images are decoded (in `pool` when given) and queued for the image tower before the texts are
+        looked at, so image inference overlaps text work (jieba, translation, tokenising).
+        """
+        images = [
+            (row, name, item) for row, (name, item) in enumerate(named_inputs) if isinstance(item, ImageInput)
+        ]
+        texts = [
+            (row, name, item)
+            for row, (name, item) in enumerate(named_inputs)
+            if not isinstance(item, ImageInput)
+        ]
+        pending: list[tuple[list[int], Future, ClipVisionModel | ClipTextModel]] = []
         models = list(self.models)
-        translated_by = self._translate_chinese(outcomes)
-        if translated_by:
-            models.append(translated_by)
-        dim = None
-        parts = []
-        if pixels:
-            parts.append((image_rows, self.vision.embed(np.stack(pixels))))
-        if outcomes:
-            parts.append((text_rows, self.text.embed([o.encoded_text for o in outcomes])))
-        for _, vectors in parts:
-            if dim is not None and vectors.shape[1] != dim:
-                raise ModelLoadError(f"pipeline '{self.name}': image and text embeddings differ in size")
-            dim = vectors.shape[1]
-        embeddings = np.empty((len(named_inputs), dim), dtype=np.float32)
+        try:
+            if images:
+                pixels = self._preprocess([(name, item) for _, name, item in images], limits, pool)
+                pending.append(([row for row, _, _ in images], self.vision.submit(pixels), self.vision))
+            outcomes = [describe_text(name, item.text, limits) for _, name, item in texts]
+            translated_by = self._translate_chinese(outcomes)
+            if translated_by:
+                models.append(translated_by)
+            if outcomes:
+                future = self.text.submit([o.encoded_text for o in outcomes])
+                pending.append(([row for row, _, _ in texts], future, self.text))
+            parts = [(rows, np.stack(model.batcher.wait(future))) for rows, future, model in pending]
+        except BaseException:
+            for _, future, model in pending:  # nobody will read these: free their queue places
+                model.batcher.withdraw(future)
+            raise
+        dims = {vectors.shape[1] for _, vectors in parts}
+        if len(dims) != 1:
+            raise ModelLoadError(f"pipeline '{self.name}': image and text embeddings differ in size {dims}")
+        embeddings = np.empty((len(named_inputs), dims.pop()), dtype=np.float32)
         for rows, vectors in parts:
             embeddings[rows] = vectors
         return Embedded(embeddings, outcomes, models)
+
+    def _preprocess(
+        self, named_images: list[tuple[str, ImageInput]], limits: Limits, pool: Executor | None
+    ) -> list[np.ndarray]:
+        def prepare(named: tuple[str, ImageInput]) -> np.ndarray:
+            name, item = named
+            return self.vision.preprocess(self._decode(name, item.data, limits))
+
+        if pool is None or len(named_images) == 1:
+            return [prepare(named) for named in named_images]
+        return list(pool.map(prepare, named_images))  # the first failing item (in order) is raised
 
     def _translate_chinese(self, outcomes: list[TextOutcome]) -> tuple[str, int] | None:
         """Translates the Chinese outcomes in place, in one decode; returns the translator used, if any."""

@@ -60,3 +60,28 @@ def encoded_image(width: int, height: int, fmt: str = "PNG", mode: str = "RGB", 
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+@contextmanager
+def in_process_server(repository: Path, **settings):
+    """A CrossModalServer in this process (on its own event-loop thread), so tests can look inside it;
+    yields (address, server)."""
+    import asyncio
+    import threading
+
+    from server.app import CrossModalServer
+    from server.config import ServerConfig
+
+    server = CrossModalServer(ServerConfig(model_repository=repository, port=free_port(), **settings))
+    server.load_models()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        port = asyncio.run_coroutine_threadsafe(server.start(), loop).result(30)
+        yield f"127.0.0.1:{port}", server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 from crossmodal.v1 import model_config_pb2 as mc
-from tools.pbtxt import instance_group, write_config
+from tools.pbtxt import dynamic_batching, instance_group, write_config
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ def export_clip(
         input=[mc.ModelInput(name="pixel_values", data_type=mc.TYPE_FP32, dims=[3, image_size, image_size])],
         output=[mc.ModelOutput(name="image_embeds", data_type=mc.TYPE_FP32, dims=[dim])],
         instance_group=[instance_group(kind)],
+        dynamic_batching=dynamic_batching(),
         parameters={"model_type": mc.ModelParameter(string_value="clip_vision")},
     )
     text_config = mc.ModelConfig(
@@ -156,6 +157,7 @@ def export_clip(
         ],
         output=[mc.ModelOutput(name="text_embeds", data_type=mc.TYPE_FP32, dims=[dim])],
         instance_group=[instance_group(kind)],
+        dynamic_batching=dynamic_batching(),
         parameters={"model_type": mc.ModelParameter(string_value="clip_text")},
     )
     write_config(repository / vision_name, vision_config)

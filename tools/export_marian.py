@@ -18,7 +18,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from crossmodal.v1 import model_config_pb2 as mc
-from tools.pbtxt import instance_group, write_config
+from tools.pbtxt import dynamic_batching, instance_group, write_config
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ def export_marian(
             platform="onnxruntime_onnx",
             max_batch_size=16,
             instance_group=[instance_group(kind)],
+            dynamic_batching=dynamic_batching(),
             parameters={"model_type": mc.ModelParameter(string_value="marian")},
         ),
     )

@@ -24,3 +24,8 @@ def instance_group(kind: str) -> mc.ModelInstanceGroup:
     if kind == "gpu":
         return mc.ModelInstanceGroup(count=1, kind=mc.ModelInstanceGroup.KIND_GPU, gpus=[0])
     return mc.ModelInstanceGroup(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
+
+
+def dynamic_batching(max_queue_delay_us: int = 0) -> mc.ModelDynamicBatching:
+    """Calls join batches; with no delay a run takes whatever has queued while the previous one ran."""
+    return mc.ModelDynamicBatching(max_queue_delay_microseconds=max_queue_delay_us)

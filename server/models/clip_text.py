@@ -1,11 +1,21 @@
-"""The CLIP text tower: texts -> CLIP BPE ids (length-bucketed batches) -> L2-normalised embeddings."""
+"""The CLIP text tower: texts -> CLIP BPE ids -> L2-normalised embeddings.
+
+Token ids go through the batcher, so texts of many calls share runs; a run is split into length buckets,
+each padded only to its own longest text (never to the context length).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import Future
+
 import numpy as np
 
+from server.batching.batcher import DynamicBatcher
+from server.batching.buckets import length_buckets
+from server.batching.settings import BatchSettings
 from server.errors import ModelLoadError
-from server.models.onnx_model import ModelSource, OnnxModel, l2_normalise
+from server.models.onnx_model import DEFAULT_MAX_BATCH, ModelSource, OnnxModel, l2_normalise
 from server.runtime.session import SessionFactory
 from server.text.clip_tokenizer import ClipTokenizer
 
@@ -22,26 +32,31 @@ class ClipTextModel(OnnxModel):
             raise ModelLoadError(
                 f"model '{self.name}': the ONNX graph has no 'input_ids' input ({self.input_names})"
             )
+        settings = BatchSettings.from_config(source.config, DEFAULT_MAX_BATCH)
+        self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self._run, settings)
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """[N] texts -> [N, D], L2-normalised, in input order.
+    def submit(self, texts: Sequence[str]) -> Future:
+        """Tokenises here (in the caller's thread) and queues; the future gives one embedding per text."""
+        return self.batcher.submit(self.tokenizer.token_ids(list(texts)))
 
-        Texts are sorted by token count and cut into batches, each padded only to its own longest text.
-        """
-        sequences = self.tokenizer.token_ids(texts)
-        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-        result: np.ndarray | None = None
-        for start in range(0, len(order), self.max_batch_size):
-            rows = order[start : start + self.max_batch_size]
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """[N] texts -> [N, D], L2-normalised, in input order."""
+        return np.stack(self.batcher.wait(self.submit(texts)))
+
+    def _run(self, sequences: Sequence[list[int]]) -> list[np.ndarray]:
+        result: list[np.ndarray] = [None] * len(sequences)
+        for rows in length_buckets([len(s) for s in sequences]):
             ids, mask = self.tokenizer.pad([sequences[i] for i in rows])
             feeds = {"input_ids": ids}
             if "attention_mask" in self.input_names:
                 feeds["attention_mask"] = mask
-            embeds = self.session.run([self.output_name], feeds)[0]
-            if result is None:
-                result = np.empty((len(texts), embeds.shape[1]), dtype=np.float32)
-            result[rows] = embeds
-        return l2_normalise(result)
+            embeds = l2_normalise(self.session.run([self.output_name], feeds)[0])
+            for row, vector in zip(rows, embeds, strict=True):
+                result[row] = vector
+        return result
 
     def warmup(self) -> None:
         self.embed(["a photo of a dog in the snow", "a cat"])
+
+    def close(self) -> None:
+        self.batcher.stop()

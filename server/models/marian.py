@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 
+from server.batching.batcher import DynamicBatcher
+from server.batching.settings import BatchSettings
 from server.errors import ModelLoadError
 from server.inputs import Hypothesis
-from server.models.beam_search import BeamSearch
+from server.models.beam_search import BeamSearch, SearchSettings
 from server.models.generation import GenerationDefaults, TranslateOptions, search_settings
 from server.models.marian_decoder import MarianGraphs, MarianStepDecoder
 from server.models.onnx_model import ModelSource
@@ -47,8 +51,9 @@ class MarianModel:
         self.defaults = GenerationDefaults.from_file(
             directory / "generation_config.json", self.tokenizer.pad_id, self.tokenizer.eos_id
         )
-        self.sentences_per_batch = source.config.max_batch_size or DEFAULT_SENTENCES_PER_BATCH
         self.graphs, self._provider = self._open_graphs(source, factory)
+        settings = BatchSettings.from_config(source.config, DEFAULT_SENTENCES_PER_BATCH)
+        self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self._run, settings)
 
     @staticmethod
     def _open_graphs(source: ModelSource, factory: SessionFactory) -> tuple[MarianGraphs, str]:
@@ -77,18 +82,24 @@ class MarianModel:
         return self._provider
 
     def translate(self, texts: list[str], options: TranslateOptions) -> list[list[Hypothesis]]:
-        """n-best translations per text, best first. Sentences decode together, sorted by length."""
+        """n-best translations per text, best first, through the batcher."""
+        return self.batcher.wait(self.submit(texts, options))
+
+    def submit(self, texts: list[str], options: TranslateOptions) -> Future:
+        """Queues the sentences; only sentences with the same search settings decode together."""
         settings = search_settings(self.defaults, options, self.max_positions)
-        encoded = [self.tokenizer.encode(text) for text in texts]
-        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
-        results: list[list[Hypothesis]] = [[] for _ in texts]
-        for start in range(0, len(order), self.sentences_per_batch):
-            rows = order[start : start + self.sentences_per_batch]
-            input_ids, mask = self._pad([encoded[i] for i in rows])
-            decoder = MarianStepDecoder(self.graphs, input_ids, mask, self.defaults.decoder_start_id)
-            search = BeamSearch(settings, self.defaults.decoder_start_id)
-            for row, hypotheses in zip(rows, search.run(decoder, len(rows)), strict=True):
-                results[row] = [Hypothesis(self.tokenizer.decode(h.tokens), h.score) for h in hypotheses]
+        return self.batcher.submit([(settings, self.tokenizer.encode(text)) for text in texts], settings)
+
+    def _run(self, items: Sequence[tuple[SearchSettings, list[int]]]) -> list[list[Hypothesis]]:
+        """One beam search over sentences from any number of calls (one group: same settings)."""
+        settings = items[0][0]
+        order = sorted(range(len(items)), key=lambda i: len(items[i][1]))
+        input_ids, mask = self._pad([items[i][1] for i in order])
+        decoder = MarianStepDecoder(self.graphs, input_ids, mask, self.defaults.decoder_start_id)
+        search = BeamSearch(settings, self.defaults.decoder_start_id)
+        results: list[list[Hypothesis]] = [[] for _ in items]
+        for row, hypotheses in zip(order, search.run(decoder, len(order)), strict=True):
+            results[row] = [Hypothesis(self.tokenizer.decode(h.tokens), h.score) for h in hypotheses]
         return results
 
     def _pad(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -105,3 +116,6 @@ class MarianModel:
         self.translate(
             ["在雪地里有两条狗", "你好"], TranslateOptions(num_beams=2, num_hypotheses=2, max_length=8)
         )
+
+    def close(self) -> None:
+        self.batcher.stop()

@@ -12,7 +12,7 @@ from server.errors import ModelLoadError
 from server.repository.model_config import parameter
 from server.runtime.session import LoadedSession, SessionFactory
 
-DEFAULT_MAX_BATCH = 32
+DEFAULT_MAX_BATCH = 32  # items per run when config.pbtxt gives no max_batch_size
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,6 @@ class OnnxModel:
         self.session = loaded.session
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
-        self.max_batch_size = source.config.max_batch_size or DEFAULT_MAX_BATCH
 
     @staticmethod
     def open_session(source: ModelSource, factory: SessionFactory) -> LoadedSession:
@@ -64,15 +63,6 @@ class OnnxModel:
             return float(value)
         except ValueError as error:
             raise ModelLoadError(f"model '{self.name}': '{key}' is not a number: {value!r}") from error
-
-    def run_batches(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        """Runs in slices of max_batch_size along axis 0 and joins the outputs."""
-        total = next(iter(feeds.values())).shape[0]
-        outputs = []
-        for start in range(0, total, self.max_batch_size):
-            part = {k: v[start : start + self.max_batch_size] for k, v in feeds.items()}
-            outputs.append(self.session.run([self.output_name], part)[0])
-        return np.concatenate(outputs, axis=0)
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

@@ -16,3 +16,6 @@ class ServedModel(Protocol):
 
     def warmup(self) -> None:
         """Runs a small request so that the first real one is not slow; raises if the model cannot run."""
+
+    def close(self) -> None:
+        """Finishes queued work and stops the model's worker threads; the version serves no more."""

@@ -134,3 +134,9 @@ class ModelRepository:
     def index(self) -> list[VersionStatus]:
         with self._lock:
             return [s for name in sorted(self._versions) for _, s in sorted(self._versions[name].items())]
+
+    def close(self) -> None:
+        """Stops every loaded version (their queued work finishes first)."""
+        for status in self.index():
+            if status.model is not None:
+                status.model.close()

@@ -39,6 +39,7 @@ def build_model(source: ModelSource, factory: SessionFactory) -> ServedModel:
     try:
         model.warmup()
     except Exception as error:  # a graph that loads but cannot run is a load failure, with its reason
+        model.close()
         raise ModelLoadError(
             f"model '{source.name}' version {source.version}: warm-up failed: {error}"
         ) from error

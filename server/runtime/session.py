@@ -1,14 +1,20 @@
 """Builds ONNX Runtime sessions with options from config.pbtxt `parameters` and the instance_group.
 
 Parameters read (all optional, names as in Triton's ONNX Runtime backend where it has them):
-  intra_op_thread_count, inter_op_thread_count   threads per session (0 = ONNX Runtime default)
+  intra_op_thread_count, inter_op_thread_count   threads per session (0 = ONNX Runtime default); the
+                                                  intra-op default is cores / instance count, so the
+                                                  instances of a model do not oversubscribe the CPU
   execution_mode                                  sequential | parallel
   graph_optimization_level                        disable | basic | extended | all (default all)
+  allow_spinning                                  true | false (default false): idle ONNX Runtime threads
+                                                  spin for work; off, they sleep, leaving the cores to
+                                                  decoding, tokenising and the beam search's NumPy
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +42,7 @@ class SessionSettings:
     inter_op_threads: int = 0
     execution_mode: str = "sequential"
     optimization_level: str = "all"
+    allow_spinning: bool = False
 
     def __post_init__(self) -> None:
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
@@ -47,12 +54,15 @@ class SessionSettings:
 
     @classmethod
     def from_config(cls, config: mc.ModelConfig) -> SessionSettings:
+        instances = sum(group.count or 1 for group in config.instance_group) or 1
+        default_intra = max(1, (os.cpu_count() or 1) // instances)
         try:
             return cls(
-                intra_op_threads=int(parameter(config, "intra_op_thread_count", "0")),
+                intra_op_threads=int(parameter(config, "intra_op_thread_count", str(default_intra))),
                 inter_op_threads=int(parameter(config, "inter_op_thread_count", "0")),
                 execution_mode=parameter(config, "execution_mode", "sequential"),
                 optimization_level=parameter(config, "graph_optimization_level", "all"),
+                allow_spinning=_flag(parameter(config, "allow_spinning", "false")),
             )
         except ValueError as error:
             raise ModelLoadError(f"model '{config.name}': bad session parameter: {error}") from error
@@ -63,8 +73,18 @@ class SessionSettings:
         options.inter_op_num_threads = self.inter_op_threads
         options.execution_mode = EXECUTION_MODES[self.execution_mode]
         options.graph_optimization_level = OPTIMIZATION_LEVELS[self.optimization_level]
+        spin = "1" if self.allow_spinning else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spin)
         options.log_severity_level = 3  # ORT's own warnings are noise here; we log what matters ourselves
         return options
+
+
+def _flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false", "1", "0"):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return lowered in ("true", "1")
 
 
 @dataclass(frozen=True)

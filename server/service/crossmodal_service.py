@@ -11,8 +11,17 @@ import grpc
 
 from crossmodal.v1 import crossmodal_pb2 as pb
 from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
+from server.batching.cancellation import CancelToken, run_with_token
 from server.engine import Engine
-from server.errors import CrossModalError, InvalidInput, LimitExceeded, ModelNotFound, ModelNotReady
+from server.errors import (
+    Cancelled,
+    CrossModalError,
+    InvalidInput,
+    LimitExceeded,
+    ModelNotFound,
+    ModelNotReady,
+    Overloaded,
+)
 from server.service import convert
 
 log = logging.getLogger(__name__)
@@ -22,6 +31,8 @@ STATUS_OF = {
     LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ModelNotFound: grpc.StatusCode.NOT_FOUND,
     ModelNotReady: grpc.StatusCode.UNAVAILABLE,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Cancelled: grpc.StatusCode.CANCELLED,
 }
 
 
@@ -56,8 +67,17 @@ class CrossModalService(pb_grpc.CrossModalServicer):
         self._executor = executor
 
     async def _run(self, function, *args):
-        # ONNX Runtime, decoding and tokenising never run on the event loop.
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        # ONNX Runtime, decoding and tokenising never run on the event loop. When the call is cancelled
+        # (client gone, deadline passed) the token withdraws its work still waiting in model queues.
+        token = CancelToken()
+        work = asyncio.get_running_loop().run_in_executor(
+            self._executor, run_with_token, token, function, *args
+        )
+        try:
+            return await work
+        except asyncio.CancelledError:
+            token.cancel()
+            raise
 
     @handles_errors
     async def Encode(self, request: pb.EncodeRequest, context) -> pb.EncodeResponse:

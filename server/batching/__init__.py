@@ -1,0 +1,1 @@
+"""Dynamic batching: requests from many calls join one model run."""

@@ -1,0 +1,247 @@
+"""A dynamic batcher: items submitted by many calls join one run of a batch function.
+
+The batcher knows nothing of models. A call submits a list of items (and a group: only items of one
+group may share a run, e.g. translations with the same beam settings) and gets a future of the outputs,
+one per item, in order. Worker threads take the oldest queued item's group, wait up to the queue delay
+for a fuller batch, take items in arrival order (a large request is split across runs), run the
+function once, check that it gave one output per item, and hand the outputs back. A failed run fails
+every call that had an item in it; calls never hang. The queue is bounded: a call that would overflow
+it is refused at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.batching.cancellation import current_token
+from server.batching.settings import BatchSettings
+from server.errors import Cancelled, ModelNotReady, Overloaded
+
+log = logging.getLogger(__name__)
+
+BatchFunction = Callable[[Sequence[Any]], Sequence[Any]]
+
+
+@dataclass(eq=False)
+class _Call:
+    """One submission: its items, how far they have been taken, and the outputs gathered so far."""
+
+    items: Sequence[Any]
+    group: Hashable
+    enqueued_at: float
+    future: Future = field(default_factory=Future)
+    taken: int = 0  # items [0, taken) are in a run or done
+    finished: int = 0
+    outputs: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.outputs = [None] * len(self.items)
+
+    @property
+    def waiting(self) -> int:
+        return len(self.items) - self.taken
+
+
+@dataclass(frozen=True)
+class _Slice:
+    call: _Call
+    start: int
+    count: int
+
+
+@dataclass
+class BatchStats:
+    """What the batcher did: runs, items, and how often each batch size occurred."""
+
+    runs: int = 0
+    items: int = 0
+    failed_runs: int = 0
+    batch_sizes: Counter = field(default_factory=Counter)
+
+    def snapshot(self) -> BatchStats:
+        return BatchStats(self.runs, self.items, self.failed_runs, Counter(self.batch_sizes))
+
+
+class DynamicBatcher:
+    def __init__(self, name: str, run_batch: BatchFunction, settings: BatchSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self._run_batch = run_batch
+        self._cond = threading.Condition()
+        self._queue: deque[_Call] = deque()
+        self._queued_items = 0
+        self._stopping = False
+        self._stats = BatchStats()
+        self._workers = [
+            threading.Thread(target=self._work, name=f"batch-{name}-{i}", daemon=True)
+            for i in range(settings.workers)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    # -- callers ---------------------------------------------------------------------------------------
+
+    def submit(self, items: Sequence[Any], group: Hashable = None) -> Future:
+        """Queues `items`; the future's result is the list of their outputs, in order."""
+        call = _Call(items, group, time.monotonic())
+        if not items:
+            call.future.set_result([])
+            return call.future
+        with self._cond:
+            if self._stopping:
+                raise ModelNotReady(f"model {self.name} is shutting down and takes no new work")
+            limit = self.settings.max_queue_items
+            if self._queued_items + len(items) > limit:
+                raise Overloaded(
+                    f"model {self.name} is overloaded: {self._queued_items} items queued, {len(items)} "
+                    f"more would pass its queue limit of {limit}; retry later"
+                )
+            self._queue.append(call)
+            self._queued_items += len(items)
+            self._cond.notify()
+        return call.future
+
+    def run(self, items: Sequence[Any], group: Hashable = None) -> list[Any]:
+        """Submits and waits. A cancelled call (see cancellation.py) withdraws what has not run yet."""
+        return self.wait(self.submit(items, group))
+
+    def wait(self, future: Future) -> list[Any]:
+        token = current_token()
+        if token is None:
+            return future.result()
+        unregister = token.on_cancel(lambda: self.withdraw(future))
+        try:
+            return future.result()
+        finally:
+            unregister()
+
+    def withdraw(self, future: Future) -> None:
+        """Removes the call's untaken items from the queue and fails it with Cancelled."""
+        with self._cond:
+            for call in self._queue:
+                if call.future is future:
+                    self._drop(call)
+                    break
+        if not future.done():
+            _fail(future, Cancelled(f"model {self.name}: the call was cancelled"))
+
+    def queued_items(self) -> int:
+        with self._cond:
+            return self._queued_items
+
+    def stats(self) -> BatchStats:
+        with self._cond:
+            return self._stats.snapshot()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Refuses new work, runs what is queued, then ends the worker threads."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        for worker in self._workers:
+            worker.join(timeout)
+
+    # -- workers ---------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            self._execute(batch)
+
+    def _next_batch(self) -> list[_Slice] | None:
+        with self._cond:
+            while True:
+                if not self._queue:
+                    if self._stopping:
+                        return None
+                    self._cond.wait()
+                    continue
+                head = self._queue[0]
+                available = self._available(head.group)
+                patience = head.enqueued_at + self.settings.max_queue_delay_s - time.monotonic()
+                if available >= self.settings.target_batch_size or patience <= 0 or self._stopping:
+                    batch = self._take(head.group, self.settings.cut(available))
+                    if self._queue:
+                        self._cond.notify()  # work is left: another idle instance may start on it
+                    return batch
+                self._cond.wait(patience)
+
+    def _available(self, group: Hashable) -> int:
+        if not self.settings.join_requests:
+            return self._queue[0].waiting
+        return sum(call.waiting for call in self._queue if call.group == group)
+
+    def _take(self, group: Hashable, size: int) -> list[_Slice]:
+        slices, room = [], size
+        for call in list(self._queue):
+            if room == 0:
+                break
+            if call.group != group:
+                continue
+            count = min(room, call.waiting)
+            slices.append(_Slice(call, call.taken, count))
+            call.taken += count
+            room -= count
+            self._queued_items -= count
+            if call.waiting == 0:
+                self._queue.remove(call)
+            if not self.settings.join_requests:
+                break
+        return slices
+
+    def _drop(self, call: _Call) -> None:
+        self._queued_items -= call.waiting
+        call.taken = len(call.items)
+        if call in self._queue:
+            self._queue.remove(call)
+
+    def _execute(self, batch: list[_Slice]) -> None:
+        live = [s for s in batch if not s.call.future.done()]  # withdrawn or failed calls need no work
+        items = [item for s in live for item in s.call.items[s.start : s.start + s.count]]
+        if not items:
+            return
+        try:
+            outputs = self._run_batch(items)
+            if len(outputs) != len(items):
+                raise RuntimeError(
+                    f"model {self.name}: the batch function gave {len(outputs)} outputs "
+                    f"for {len(items)} items"
+                )
+        except Exception as error:  # every call in the batch gets the error; none may hang
+            log.warning("model %s: a batch of %d items failed: %s", self.name, len(items), error)
+            with self._cond:
+                self._stats.failed_runs += 1
+                for piece in live:
+                    self._drop(piece.call)
+            for piece in live:
+                _fail(piece.call.future, error)
+            return
+        done = []
+        with self._cond:
+            self._stats.runs += 1
+            self._stats.items += len(items)
+            self._stats.batch_sizes[len(items)] += 1
+            offset = 0
+            for piece in live:
+                piece.call.outputs[piece.start : piece.start + piece.count] = outputs[
+                    offset : offset + piece.count
+                ]
+                offset += piece.count
+                piece.call.finished += piece.count
+                if piece.call.finished == len(piece.call.items):
+                    done.append(piece.call)
+        for call in done:  # futures complete outside the lock: their callbacks may submit more work
+            with contextlib.suppress(InvalidStateError):  # withdrawn meanwhile: the caller has gone
+                call.future.set_result(call.outputs)
+
+
+def _fail(future: Future, error: BaseException) -> None:
+    with contextlib.suppress(InvalidStateError):  # completed by another thread first
+        future.set_exception(error)

@@ -1,0 +1,68 @@
+"""How one model's batcher forms batches, from config.pbtxt `max_batch_size`, `dynamic_batching` and
+`instance_group`. Parsed here at the edge; the batcher only sees the frozen settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crossmodal.v1 import model_config_pb2 as mc
+from server.errors import ModelLoadError
+
+# Triton's max_queue_size 0 means "unbounded"; an inference server that grows memory under overload is
+# worse than one that says RESOURCE_EXHAUSTED, so 0 gets this bound (in queued items).
+DEFAULT_MAX_QUEUE_ITEMS = 4096
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    max_batch_size: int  # items per model run
+    join_requests: bool = True  # False: each run holds items of one request only (no dynamic_batching)
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_s: float = 0.0  # how long the oldest item may wait for a fuller batch
+    max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS
+    workers: int = 1  # threads that run batches of this model concurrently (instance_group count)
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
+        if self.max_queue_delay_s < 0:
+            raise ValueError(f"max_queue_delay must not be negative, got {self.max_queue_delay_s}")
+        if self.max_queue_items < 1:
+            raise ValueError(f"max queue size must be at least 1, got {self.max_queue_items}")
+        if self.workers < 1:
+            raise ValueError(f"instance count must be at least 1, got {self.workers}")
+        for size in self.preferred_batch_sizes:
+            if not 1 <= size <= self.max_batch_size:
+                raise ValueError(
+                    f"preferred_batch_size {size} is outside 1..max_batch_size ({self.max_batch_size})"
+                )
+
+    @property
+    def target_batch_size(self) -> int:
+        """The batch size worth waiting for: the largest preferred size, else a full batch."""
+        return max(self.preferred_batch_sizes, default=self.max_batch_size)
+
+    def cut(self, available: int) -> int:
+        """How many of `available` items the next run takes: at most a full batch, and a preferred size
+        when one fits (the rest runs next), as Triton's dynamic batcher does."""
+        size = min(available, self.max_batch_size)
+        fitting = [p for p in self.preferred_batch_sizes if p <= size]
+        return max(fitting) if fitting else size
+
+    @classmethod
+    def from_config(cls, config: mc.ModelConfig, default_max_batch_size: int) -> BatchSettings:
+        workers = sum(group.count or 1 for group in config.instance_group) or 1
+        max_batch = config.max_batch_size or default_max_batch_size
+        try:
+            if not config.HasField("dynamic_batching"):
+                return cls(max_batch_size=max_batch, join_requests=False, workers=workers)
+            batching = config.dynamic_batching
+            return cls(
+                max_batch_size=max_batch,
+                preferred_batch_sizes=tuple(sorted(set(batching.preferred_batch_size))),
+                max_queue_delay_s=batching.max_queue_delay_microseconds / 1e6,
+                max_queue_items=batching.default_queue_policy.max_queue_size or DEFAULT_MAX_QUEUE_ITEMS,
+                workers=workers,
+            )
+        except ValueError as error:
+            raise ModelLoadError(f"model '{config.name}': bad batching settings: {error}") from error

@@ -1,0 +1,79 @@
+"""Through a real gRPC server: concurrent calls share model runs, and each gets its own results."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+
+from crossmodal.client import CrossModalClient
+from tests.helpers import ROOT, encoded_image, in_process_server
+
+CALLS = 12
+
+
+def with_queue_delay(repository, model: str, microseconds: int) -> None:
+    path = repository / model / "config.pbtxt"
+    text = path.read_text()
+    assert "dynamic_batching {\n}" in text
+    path.write_text(
+        text.replace(
+            "dynamic_batching {\n}", f"dynamic_batching {{ max_queue_delay_microseconds: {microseconds} }}"
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def batching_repository(tmp_path_factory):
+    repository = tmp_path_factory.mktemp("batching") / "repository"
+    shutil.copytree(ROOT / "model_repository", repository)
+    # A long window makes joining certain, whatever the machine's speed.
+    for model in ("clip_vision", "clip_text", "opus_mt_zh_en"):
+        with_queue_delay(repository, model, 300_000)
+    return repository
+
+
+def test_concurrent_calls_are_batched_and_answered_correctly(batching_repository):
+    images = [encoded_image(64 + 8 * i, 48, "PNG", seed=i) for i in range(CALLS)]
+    texts = [f"{n} dogs in the snow" for n in ("one", "two", "three")] * (CALLS // 3)
+    with in_process_server(batching_repository) as (address, server), CrossModalClient(address) as client:
+        alone_image = np.array(client.encode([images[0]]).embeddings[0].values)
+        alone_text = np.array(client.encode([texts[0]]).embeddings[0].values)
+
+        def call(i: int):
+            return client.encode([images[i], texts[i]]), client.translate([f"{i}只狗在雪地里"])
+
+        with ThreadPoolExecutor(CALLS) as pool:
+            results = list(pool.map(call, range(CALLS)))
+        vision = server.repository.model("clip_vision", 0).batcher.stats()
+        text = server.repository.model("clip_text", 0).batcher.stats()
+        translator = server.repository.model("opus_mt_zh_en", 0).batcher.stats()
+
+    for stats in (vision, text, translator):
+        assert max(stats.batch_sizes) > 1, stats
+        assert stats.items == sum(size * n for size, n in stats.batch_sizes.items())
+    assert vision.runs < vision.items  # fewer runs than images: calls shared runs
+    encoded, translated = results[0]
+    np.testing.assert_allclose(encoded.embeddings[0].values, alone_image, atol=1e-5)
+    np.testing.assert_allclose(encoded.embeddings[1].values, alone_text, atol=1e-5)
+    for i, (encoded, translated) in enumerate(results):
+        assert len(encoded.embeddings) == 2 and encoded.texts[0].text == texts[i]
+        assert translated.results[0].text == f"{i}只狗在雪地里"
+        assert translated.results[0].translations[0].text
+
+
+def test_a_call_past_its_deadline_leaves_the_queue_without_running(batching_repository):
+    with in_process_server(batching_repository) as (address, server), CrossModalClient(address) as client:
+        batcher = server.repository.model("clip_text", 0).batcher
+        before = batcher.stats().items
+        with CrossModalClient(address, timeout=0.05) as hasty, pytest.raises(grpc.RpcError) as raised:
+            hasty.encode(["too late"])
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(0.1)  # the cancellation reaches the server's handler
+        assert batcher.queued_items() == 0  # withdrawn within the 300 ms window, before any run
+        assert batcher.stats().items == before
+        assert client.encode(["still serving"]).embeddings
