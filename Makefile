@@ -11,17 +11,18 @@ PROTOS := $(wildcard $(PROTO_SRC)/*.proto)
 GENERATED := $(PROTOS:protos/%.proto=$(PROTO_OUT)/%_pb2.py)
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup proto serve demo test lint format demo-models eval pretrained clean
+.PHONY: setup proto serve demo test lint format demo-models eval pretrained loadtest clean
 
 setup: $(STAMP) proto
 
-$(STAMP): requirements.txt requirements-dev.txt clients/python/pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt clients/python/pyproject.toml clients/loadtest/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
 	# open_clip is only the tokenizer oracle of the tests; its own deps would pull torchvision.
 	$(BIN)/pip install -q --no-deps open-clip-torch==3.3.0
 	$(BIN)/pip install -q -e clients/python
+	$(BIN)/pip install -q -e clients/loadtest
 	touch $@
 
 proto: $(GENERATED)
@@ -58,6 +59,11 @@ pretrained: setup
 # Held-out figures of the demo models through a server (started here unless one listens on HOST:PORT).
 eval: setup
 	$(BIN)/python -m tools.world.evaluate --host $(HOST) --port $(PORT) --model-repository $(MODEL_REPOSITORY)
+
+LOADTEST_ARGS ?= --concurrency 1,4,16,32 --duration 10
+# Load test of the server on HOST:PORT (start one with `make serve`); LOADTEST_ARGS as in `crossmodal-loadtest --help`.
+loadtest: setup
+	$(BIN)/crossmodal-loadtest --host $(HOST) --port $(PORT) $(LOADTEST_ARGS)
 
 clean:
 	rm -rf .cache .pytest_cache .ruff_cache $(PROTO_OUT)/crossmodal/v1/*_pb2*.py*
