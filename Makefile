@@ -11,7 +11,7 @@ PROTOS := $(wildcard $(PROTO_SRC)/*.proto)
 GENERATED := $(PROTOS:protos/%.proto=$(PROTO_OUT)/%_pb2.py)
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup proto serve demo test lint format demo-models eval pretrained loadtest clean
+.PHONY: setup proto serve demo test lint format demo-models eval pretrained loadtest bench-models bench clean
 
 setup: $(STAMP) proto
 
@@ -59,6 +59,14 @@ pretrained: setup
 # Held-out figures of the demo models through a server (started here unless one listens on HOST:PORT).
 eval: setup
 	$(BIN)/python -m tools.world.evaluate --host $(HOST) --port $(PORT) --model-repository $(MODEL_REPOSITORY)
+
+# Random-weight models of real size for the benchmarks (ViT-B/32 CLIP, opus-mt-zh-en Marian); about a minute, 2.6 GB.
+bench-models: setup
+	$(BIN)/python -m tools.bench_models --out bench/models
+
+# Server vs in-process ONNX Runtime, transformers and CTranslate2; writes bench/results/latest.{json,md,png}.
+bench: bench-models
+	$(BIN)/python -m bench.run --models bench/models --out bench/results
 
 LOADTEST_ARGS ?= --concurrency 1,4,16,32 --duration 10
 # Load test of the server on HOST:PORT (start one with `make serve`); LOADTEST_ARGS as in `crossmodal-loadtest --help`.

@@ -195,15 +195,34 @@ def train_briefly(model, tokenizer, sentences: list[str], steps: int, seed: int)
     log.info("trained %d steps, last loss %.3f", steps, loss.item())
 
 
-def write_tokenizer(out_dir: Path, source: list[str], target: list[str], shape):
+def fill_vocab(vocab: dict[str, int], size: int) -> dict[str, int]:
+    """A vocabulary of exactly `size` ids from small SentencePiece models: filler pieces between the real
+    ones and `<pad>`, which stays last (so a model gets the embedding rows of a real opus-mt)."""
+    if len(vocab) > size:
+        raise ValueError(f"the SentencePiece models already give {len(vocab)} tokens, more than {size}")
+    filled = {piece: index for piece, index in vocab.items() if piece != PAD}
+    serial = 0
+    while len(filled) < size - 1:
+        filled.setdefault(f"▁filler{serial}", len(filled))
+        serial += 1
+    filled[PAD] = size - 1
+    return filled
+
+
+def write_tokenizer(
+    out_dir: Path, source: list[str], target: list[str], shape, vocab_size: int | None = None
+):
     """Trains both SentencePiece models, writes the shared vocabulary and saves a MarianTokenizer in
-    `out_dir`; `shape` gives source_pieces, target_pieces and max_positions."""
+    `out_dir`; `shape` gives source_pieces, target_pieces and max_positions. With `vocab_size` the
+    vocabulary is filled up to that many ids (see fill_vocab)."""
     from transformers import MarianTokenizer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     train_sentencepiece(source, shape.source_pieces, out_dir / "source.spm")
     train_sentencepiece(target, shape.target_pieces, out_dir / "target.spm")
     vocab = shared_vocab(out_dir / "source.spm", out_dir / "target.spm")
+    if vocab_size is not None:
+        vocab = fill_vocab(vocab, vocab_size)
     (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=1), encoding="utf-8")
     tokenizer = MarianTokenizer(
         str(out_dir / "source.spm"),

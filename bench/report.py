@@ -1,0 +1,208 @@
+"""Writes the results: latest.json (figures, targets, raw numbers, machine, versions), .md and .png."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+from pathlib import Path
+
+from bench.figures import AT_LEAST, TARGETS, Figure
+
+PACKAGES = (
+    "onnxruntime-gpu",
+    "onnxruntime",
+    "ctranslate2",
+    "torch",
+    "transformers",
+    "grpcio",
+    "protobuf",
+    "numpy",
+    "pillow",
+)
+
+
+def machine() -> dict:
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "system": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "python": platform.python_version(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def packages() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def document(figures: list[Figure], context: dict) -> dict:
+    """The latest.json content: each key holds its figure; `targets` and `raw` say against what and from
+    which measurements."""
+    doc: dict = {figure.key: figure.value for figure in figures}
+    doc["targets"] = {
+        f.key: {"target": f.target.value, "goal": f.target.goal, "unit": f.target.unit, "met": f.met}
+        for f in figures
+    }
+    doc["raw"] = {f.key: f.raw for f in figures}
+    doc["meanings"] = {f.key: f.target.meaning for f in figures}
+    doc["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    doc["machine"] = machine()
+    doc["packages"] = packages()
+    doc.update(context)
+    return doc
+
+
+def markdown(doc: dict, figures: list[Figure]) -> str:
+    cpu = doc["machine"]
+    lines = [
+        "# crossmodal benchmark",
+        "",
+        f"{doc['date']} · {cpu['cpu']}, {cpu['cores']} cores · models: {doc.get('models', '?')} "
+        f"({doc.get('preset', '?')})",
+        "",
+        *_settings_lines(doc),
+        "| key | value | target | met? | raw figures |",
+        "|---|---:|---:|:---:|---|",
+    ]
+    for figure in figures:
+        target = figure.target
+        unit = " ms" if target.unit == "ms" else "×"
+        lines.append(
+            f"| `{figure.key}` | {figure.value:.3g}{unit} | {target.goal} {target.value:g}{unit} | "
+            f"{'yes' if figure.met else '**no**'} | {_raw_summary(figure)} |"
+        )
+    lines += ["", "What each key measures:", ""]
+    lines += [f"- `{f.key}`: {f.target.meaning}" for f in figures]
+    lines += ["", "Packages: " + ", ".join(f"{k} {v}" for k, v in doc["packages"].items()), ""]
+    return "\n".join(lines)
+
+
+def _settings_lines(doc: dict) -> list[str]:
+    s = doc.get("settings")
+    lines = []
+    if s:
+        lines += [
+            f"Load tests: {s['concurrency']} concurrent calls for {s['serve_seconds']:g} s after "
+            f"{s['serve_warmup_seconds']:g} s warm-up; in-process sweeps: {s['sweep_seconds']:g} s per batch "
+            f"size; translation: median of {s['translate_repeats']} calls; overhead: "
+            f"{s['overhead_repeats']} calls each way.",
+            "",
+        ]
+    if doc.get("preset") == "tiny":
+        lines += ["Tiny models and short runs: this checks the machinery; the figures mean nothing.", ""]
+    return lines
+
+
+def _raw_summary(figure: Figure) -> str:
+    """The few raw numbers behind a figure, in words."""
+    raw = figure.raw
+    if figure.key.startswith("p1"):
+        baseline = raw.get("onnxruntime") or raw.get("transformers")
+        name = "onnxruntime" if "onnxruntime" in raw else "transformers"
+        return (
+            f"server {raw['server']['images_per_s']:.1f} img/s; {name} {baseline['best_images_per_s']:.1f} "
+            f"img/s at batch {baseline['best_batch']}"
+        )
+    if figure.key.startswith("p2"):
+        padded = raw["onnxruntime_padded_to_context"]
+        return (
+            f"server {raw['server']['captions_per_s']:.1f} captions/s; padded to 77 "
+            f"{padded['best_captions_per_s']:.1f}/s at batch {padded['best_batch']}; "
+            f"{raw['mean_caption_tokens']:.1f} tokens per caption on average"
+        )
+    if figure.key == "p3_hf_speedup":
+        return (
+            f"transformers {raw['transformers_generate']['median_ms']:.1f} ms; "
+            f"ours {raw['ours']['median_ms']:.1f} ms (median)"
+        )
+    if figure.key.startswith("p3"):
+        return (
+            f"ours {raw['ours']['median_ms']:.1f} ms; ctranslate2 "
+            f"{raw['ctranslate2_fp32']['median_ms']:.1f} ms (median, {_sentences(raw['sentences'])})"
+        )
+    return f"p50 gRPC {raw['grpc_ms']['p50']:.2f} ms; in process {raw['in_process_ms']['p50']:.2f} ms"
+
+
+def _sentences(count: int) -> str:
+    return "1 sentence" if count == 1 else f"{count} sentences"
+
+
+def plot(figures: list[Figure], path: Path) -> None:
+    """One bar per key, value against its target (a tick); the ratios share a log axis, p4 has its own."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ratios = [f for f in figures if f.target.unit == "x"]
+    millis = [f for f in figures if f.target.unit == "ms"]
+    panels = [group for group in (ratios, millis) if group]
+    heights = [max(1, len(group)) for group in panels]
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(8, 1.0 + 0.55 * sum(heights)), gridspec_kw={"height_ratios": heights}
+    )
+    axes = [axes] if len(panels) == 1 else list(axes)
+    for ax, group in zip(axes, panels, strict=True):
+        _bars(ax, group)
+    fig.suptitle("crossmodal benchmark: value vs target (green: met)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _bars(ax, group: list[Figure]) -> None:
+    names = [f.key for f in group][::-1]
+    values = [max(f.value, 1e-3) if f.target.unit == "x" else f.value for f in group][::-1]
+    colours = ["tab:green" if f.met else "tab:red" for f in group][::-1]
+    ax.barh(names, values, color=colours)
+    for row, figure in enumerate(group[::-1]):
+        ax.plot([figure.target.value] * 2, [row - 0.4, row + 0.4], color="black", linewidth=2)
+        arrow = "≥" if figure.target.goal == AT_LEAST else "≤"
+        ax.annotate(
+            f"{figure.value:.3g} (target {arrow} {figure.target.value:g})",
+            (max(values[row], figure.target.value), row),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
+    if group[0].target.unit == "x":
+        from matplotlib.ticker import FuncFormatter, LogLocator
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda _v, _pos: ""))
+        ax.set_xlabel("ratio (log scale)")
+    else:
+        ax.set_xlabel("milliseconds")
+    ax.margins(x=0.35)
+
+
+def write(out: Path, figures: list[Figure], context: dict) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(figures, key=lambda f: list(TARGETS).index(f.key))
+    doc = document(ordered, context)
+    (out / "latest.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "latest.md").write_text(markdown(doc, ordered), encoding="utf-8")
+    plot(ordered, out / "latest.png")
+    return doc
