@@ -133,3 +133,11 @@ def test_text_embeddings_match_reference(client, reference):
     served = np.array([e.values for e in client.encode(TEXTS, model="clip_plain", version=1).embeddings])
     assert len(TEXTS) >= 50 and int(lengths.max()) == 77  # some texts were cut to the context
     np.testing.assert_allclose(served, expected, atol=TOLERANCE)
+
+
+def test_the_exported_image_tower_has_fused_attention(exported_repository):
+    """The parity above is therefore the parity of the fused graph the server runs."""
+    import onnx
+
+    graph = onnx.load(str(exported_repository / "clip_vision" / "1" / "model.onnx")).graph
+    assert sum(node.op_type == "Attention" for node in graph.node) >= 1

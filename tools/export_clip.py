@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 from crossmodal.v1 import model_config_pb2 as mc
+from tools.ort_fusion import fuse_vision_attention
 from tools.pbtxt import dynamic_batching, instance_group, write_config
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ def export_clip(
         {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}},
         metadata,
     )
+    tower = model.config.vision_config
+    fuse_vision_attention(vision_dir / "model.onnx", tower.num_attention_heads, tower.hidden_size)
     processor.save_pretrained(vision_dir)
 
     text_dir = repository / text_name / str(version)
