@@ -45,7 +45,7 @@ def ours(models: BenchModels, settings: BenchSettings, section: str) -> dict[int
 
     say = progress(section)
     repository = ModelRepository(models.repository, SessionFactory())
-    repository.load_model(models.repository / TRANSLATOR)
+    repository.load_model(TRANSLATOR)
     model = repository.model(TRANSLATOR, 0)
     try:
         options = TranslateOptions(num_beams=BENCH_BEAMS, num_hypotheses=BENCH_BEAMS, length_penalty=1.0)

@@ -5,6 +5,7 @@ Everything here is synchronous and runs in worker threads; the gRPC service only
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,6 +31,17 @@ from server.translation import describe_text, resolve_translator, translate_outc
 PLACEHOLDER = "{}"
 
 
+def _leasing_models(method):
+    """Runs an engine call in a repository call scope: the versions it uses stay loaded until it ends."""
+
+    @functools.wraps(method)
+    def leased(self, *args, **kwargs):
+        with self.repository.call_scope():
+            return method(self, *args, **kwargs)
+
+    return leased
+
+
 class Engine:
     def __init__(self, repository: ModelRepository, limits: Limits, default_pipeline: str = "clip") -> None:
         self.repository = repository
@@ -48,12 +60,14 @@ class Engine:
             raise InvalidInput(f"model.version must be 0 (newest) or a positive version, got {ref.version}")
         return resolve_pipeline(self.repository, ref.name or self.default_pipeline, ref.version)
 
+    @_leasing_models
     def encode(self, ref: ModelRef, items: list[Input]) -> EncodeResult:
         self._check_count("items", len(items))
         pipeline = self.pipeline(ref)
         embedded = pipeline.embed(_named("items", items), self.limits, self._preprocess_pool)
         return EncodeResult(embedded.embeddings, embedded.texts, embedded.models)
 
+    @_leasing_models
     def compare(self, ref: ModelRef, queries: list[Input], candidates: list[Input]) -> CompareResult:
         self._check_count("queries", len(queries))
         self._check_count("candidates", len(candidates))
@@ -66,6 +80,7 @@ class Engine:
         probabilities = softmax(pipeline.logit_scale * similarity)
         return CompareResult(similarity, probabilities, pipeline.logit_scale, embedded.texts, embedded.models)
 
+    @_leasing_models
     def classify(
         self, ref: ModelRef, items: list[Input], labels: list[str], prompt_template: str, top_k: int
     ) -> ClassifyResult:
@@ -101,6 +116,7 @@ class Engine:
         label_texts = embedded.texts[len(embedded.texts) - len(labels) :]
         return ClassifyResult(results, label_texts, embedded.models)
 
+    @_leasing_models
     def translate(self, ref: ModelRef, texts: list[str], options: TranslateOptions) -> TranslateResult:
         self._check_count("texts", len(texts))
         outcomes = []

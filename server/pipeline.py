@@ -137,20 +137,23 @@ def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> Cl
     text_name = parameter(config, "text_model")
     if not vision_name or not text_name:
         raise ModelNotReady(f"pipeline '{name}': config.pbtxt must name vision_model and text_model")
-    common = sorted(set(repository.ready_versions(vision_name)) & set(repository.ready_versions(text_name)))
-    if version == 0:
-        if not common:
-            raise ModelNotReady(
-                f"pipeline '{name}': no version is ready in both {vision_name} and {text_name}"
-            )
-        version = common[-1]
-    elif version not in common:
-        raise ModelNotFound(
-            f"pipeline '{name}' has no version {version} ready in both {vision_name} and {text_name} "
-            f"(ready: {common})"
+    with repository.consistent():  # no version may come or go between choosing it and taking both towers
+        common = sorted(
+            set(repository.ready_versions(vision_name)) & set(repository.ready_versions(text_name))
         )
-    vision = repository.model(vision_name, version)
-    text = repository.model(text_name, version)
+        if version == 0:
+            if not common:
+                raise ModelNotReady(
+                    f"pipeline '{name}': no version is ready in both {vision_name} and {text_name}"
+                )
+            version = common[-1]
+        elif version not in common:
+            raise ModelNotFound(
+                f"pipeline '{name}' has no version {version} ready in both {vision_name} and {text_name} "
+                f"(ready: {common})"
+            )
+        vision = repository.model(vision_name, version)
+        text = repository.model(text_name, version)
     if not isinstance(vision, ClipVisionModel) or not isinstance(text, ClipTextModel):
         raise ModelNotReady(f"pipeline '{name}': {vision_name} must be clip_vision and {text_name} clip_text")
     return ClipPipeline(name, vision, text, repository, parameter(config, "translator"))

@@ -19,7 +19,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from server.batching.cancellation import current_token
 from server.batching.settings import BatchSettings
@@ -28,6 +28,13 @@ from server.errors import Cancelled, ModelNotReady, Overloaded
 log = logging.getLogger(__name__)
 
 BatchFunction = Callable[[Sequence[Any]], Sequence[Any]]
+
+
+class BatchObserver(Protocol):
+    """Told about every run (metrics); called on the worker thread, so it must be quick."""
+
+    def batch_done(self, size: int, waits: Sequence[float], seconds: float, failed: bool) -> None:
+        """`waits`: how long each call's items queued before this run; `seconds`: the run's duration."""
 
 
 @dataclass(eq=False)
@@ -80,6 +87,7 @@ class DynamicBatcher:
         self._queued_items = 0
         self._stopping = False
         self._stats = BatchStats()
+        self.observer: BatchObserver | None = None  # set once the model serves (warm-up is not counted)
         self._workers = [
             threading.Thread(target=self._work, name=f"batch-{name}-{i}", daemon=True)
             for i in range(settings.workers)
@@ -207,6 +215,8 @@ class DynamicBatcher:
         items = [item for s in live for item in s.call.items[s.start : s.start + s.count]]
         if not items:
             return
+        started = time.monotonic()
+        waits = [started - s.call.enqueued_at for s in live]
         try:
             outputs = self._run_batch(items)
             if len(outputs) != len(items):
@@ -216,6 +226,7 @@ class DynamicBatcher:
                 )
         except Exception as error:  # every call in the batch gets the error; none may hang
             log.warning("model %s: a batch of %d items failed: %s", self.name, len(items), error)
+            self._observe(len(items), waits, started, failed=True)
             with self._cond:
                 self._stats.failed_runs += 1
                 for piece in live:
@@ -223,6 +234,7 @@ class DynamicBatcher:
             for piece in live:
                 _fail(piece.call.future, error)
             return
+        self._observe(len(items), waits, started, failed=False)
         done = []
         with self._cond:
             self._stats.runs += 1
@@ -240,6 +252,14 @@ class DynamicBatcher:
         for call in done:  # futures complete outside the lock: their callbacks may submit more work
             with contextlib.suppress(InvalidStateError):  # withdrawn meanwhile: the caller has gone
                 call.future.set_result(call.outputs)
+
+    def _observe(self, size: int, waits: list[float], started: float, failed: bool) -> None:
+        observer = self.observer
+        if observer is not None:
+            try:
+                observer.batch_done(size, waits, time.monotonic() - started, failed)
+            except Exception:  # metrics must never fail a batch
+                log.exception("model %s: the batch observer failed", self.name)
 
 
 def _fail(future: Future, error: BaseException) -> None:

@@ -9,7 +9,7 @@ from crossmodal.v1 import model_config_pb2 as mc
 from server.errors import ModelLoadError
 
 # Triton's max_queue_size 0 means "unbounded"; an inference server that grows memory under overload is
-# worse than one that says RESOURCE_EXHAUSTED, so 0 gets this bound (in queued items).
+# worse than one that says RESOURCE_EXHAUSTED, so 0 gets a bound (in queued items): --max-queue-items.
 DEFAULT_MAX_QUEUE_ITEMS = 4096
 
 
@@ -50,18 +50,23 @@ class BatchSettings:
         return max(fitting) if fitting else size
 
     @classmethod
-    def from_config(cls, config: mc.ModelConfig, default_max_batch_size: int) -> BatchSettings:
+    def from_config(
+        cls,
+        config: mc.ModelConfig,
+        default_max_batch_size: int,
+        max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS,
+    ) -> BatchSettings:
         workers = sum(group.count or 1 for group in config.instance_group) or 1
         max_batch = config.max_batch_size or default_max_batch_size
         try:
             if not config.HasField("dynamic_batching"):
-                return cls(max_batch_size=max_batch, join_requests=False, workers=workers)
+                return cls(max_batch, join_requests=False, max_queue_items=max_queue_items, workers=workers)
             batching = config.dynamic_batching
             return cls(
                 max_batch_size=max_batch,
                 preferred_batch_sizes=tuple(sorted(set(batching.preferred_batch_size))),
                 max_queue_delay_s=batching.max_queue_delay_microseconds / 1e6,
-                max_queue_items=batching.default_queue_policy.max_queue_size or DEFAULT_MAX_QUEUE_ITEMS,
+                max_queue_items=batching.default_queue_policy.max_queue_size or max_queue_items,
                 workers=workers,
             )
         except ValueError as error:

@@ -13,7 +13,6 @@ import numpy as np
 
 from server.batching.batcher import DynamicBatcher
 from server.batching.buckets import length_buckets
-from server.batching.settings import BatchSettings
 from server.errors import ModelLoadError
 from server.models.onnx_model import DEFAULT_MAX_BATCH, ModelSource, OnnxModel, l2_normalise
 from server.runtime.session import SessionFactory
@@ -32,7 +31,7 @@ class ClipTextModel(OnnxModel):
             raise ModelLoadError(
                 f"model '{self.name}': the ONNX graph has no 'input_ids' input ({self.input_names})"
             )
-        settings = BatchSettings.from_config(source.config, DEFAULT_MAX_BATCH)
+        settings = source.batch_settings(DEFAULT_MAX_BATCH)
         self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self._run, settings)
 
     def submit(self, texts: Sequence[str]) -> Future:

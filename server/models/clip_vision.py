@@ -9,7 +9,6 @@ import numpy as np
 from PIL import Image
 
 from server.batching.batcher import DynamicBatcher
-from server.batching.settings import BatchSettings
 from server.images.preprocess import ImagePreprocessor
 from server.models.onnx_model import DEFAULT_MAX_BATCH, ModelSource, OnnxModel, l2_normalise
 from server.runtime.session import SessionFactory
@@ -23,7 +22,7 @@ class ClipVisionModel(OnnxModel):
         self.preprocessor = ImagePreprocessor.from_file(source.directory / "preprocessor_config.json")
         self.logit_scale = self.float_setting("logit_scale")
         self.pixels_input = self.input_names[0]
-        settings = BatchSettings.from_config(source.config, DEFAULT_MAX_BATCH)
+        settings = source.batch_settings(DEFAULT_MAX_BATCH)
         self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self._run, settings)
 
     def preprocess(self, image: Image.Image) -> np.ndarray:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from server.batching.batcher import DynamicBatcher
-from server.batching.settings import BatchSettings
 from server.errors import ModelLoadError
 from server.inputs import Hypothesis
 from server.models.beam_search import BeamSearch, SearchSettings
@@ -52,7 +51,7 @@ class MarianModel:
             directory / "generation_config.json", self.tokenizer.pad_id, self.tokenizer.eos_id
         )
         self.graphs, self._provider = self._open_graphs(source, factory)
-        settings = BatchSettings.from_config(source.config, DEFAULT_SENTENCES_PER_BATCH)
+        settings = source.batch_settings(DEFAULT_SENTENCES_PER_BATCH)
         self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self._run, settings)
 
     @staticmethod

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from crossmodal.v1 import model_config_pb2 as mc
+from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS, BatchSettings
 from server.errors import ModelLoadError
 from server.repository.model_config import parameter
 from server.runtime.session import LoadedSession, SessionFactory
@@ -23,6 +24,10 @@ class ModelSource:
     version: int
     directory: Path  # the version folder
     config: mc.ModelConfig
+    max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS  # the queue bound when the config sets none
+
+    def batch_settings(self, default_max_batch_size: int) -> BatchSettings:
+        return BatchSettings.from_config(self.config, default_max_batch_size, self.max_queue_items)
 
 
 class OnnxModel:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from server.batching.batcher import DynamicBatcher
+
 
 class ServedModel(Protocol):
     name: str
     version: int
     model_type: str
+    batcher: DynamicBatcher
 
     @property
     def provider(self) -> str:

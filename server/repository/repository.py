@@ -1,105 +1,304 @@
-"""The loaded model repository: which models and pipelines exist, which versions are ready, and why not."""
+"""The model repository at run time: which models and pipelines exist, which versions serve, and why not.
+
+Versions change while the server runs (polling or explicit load/unload). A new version is loaded and
+warmed before it can be chosen. A version that leaves is first taken out of selection (UNLOADING), and
+closed when the last call holding it has finished: engine calls run in `call_scope()`, which leases every
+version it looks up. A version a pipeline still needs (its towers would have no common version without it)
+stays until the pipeline can move on, so replacing a CLIP version folder by folder never breaks a call.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from crossmodal.v1 import model_config_pb2 as mc
-from server.errors import ModelLoadError, ModelNotFound, ModelNotReady
+from server.batching.batcher import BatchObserver
+from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
+from server.errors import InvalidInput, ModelLoadError, ModelNotFound, ModelNotReady
 from server.models.onnx_model import ModelSource
 from server.models.served import ServedModel
-from server.repository.model_config import is_pipeline, load_model_config
+from server.repository.fingerprint import Fingerprint, fingerprint
+from server.repository.model_config import is_pipeline, load_model_config, parameter
 from server.repository.versions import discover_versions, select_versions
 from server.runtime.registry import build_model
 from server.runtime.session import SessionFactory
 
 log = logging.getLogger(__name__)
 
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_held: ContextVar[list | None] = ContextVar("crossmodal_leases", default=None)
+
 
 class State(StrEnum):
     LOADING = "LOADING"
     READY = "READY"
+    UNLOADING = "UNLOADING"  # out of selection; closes when its last call finishes
     UNAVAILABLE = "UNAVAILABLE"
 
 
-@dataclass
+@dataclass(eq=False)
 class VersionStatus:
     name: str
     version: int  # 0 when the model failed before any version could be read
     state: State
     reason: str = ""
     model: ServedModel | None = None
+    leases: int = 0  # calls holding it now
+    leaving: bool = False  # no longer wanted; unloads as soon as no pipeline needs it
+
+    @property
+    def kind(self) -> str:
+        return self.model.model_type if self.model is not None else ""
+
+
+def check_model_name(name: str) -> str:
+    """A model name is a plain folder name: it can never point outside the repository."""
+    if not MODEL_NAME.fullmatch(name) or name in (".", ".."):
+        raise InvalidInput(
+            f"model name {name!r} is not a plain folder name (letters, digits, '_', '-', '.'; no paths)"
+        )
+    return name
 
 
 class ModelRepository:
-    def __init__(self, root: Path, factory: SessionFactory) -> None:
-        self.root = Path(root)
+    def __init__(
+        self,
+        root: Path,
+        factory: SessionFactory,
+        batch_observer: Callable[[str, int], BatchObserver] | None = None,
+        max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS,
+    ) -> None:
+        self.root = Path(root).resolve()
         self._factory = factory
-        self._lock = threading.Lock()
+        self._batch_observer = batch_observer
+        self._max_queue_items = max_queue_items
+        self._lock = threading.RLock()  # the tables; held across a pipeline's lookups (consistent())
+        self._changes = threading.Lock()  # one load / unload / poll at a time
         self._versions: dict[str, dict[int, VersionStatus]] = {}
         self._pipelines: dict[str, mc.ModelConfig] = {}
+        self._unloading: list[VersionStatus] = []
+        self._seen: dict[str, Fingerprint] = {}
+
+    # -- what is on disk ---------------------------------------------------------------------------------
+
+    def model_names_on_disk(self) -> list[str]:
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if (p / "config.pbtxt").is_file() and MODEL_NAME.fullmatch(p.name)
+        )
 
     def load_all(self) -> None:
         """Loads every model folder (one with a config.pbtxt); failures are recorded, never fatal."""
-        for model_dir in sorted(p for p in self.root.iterdir() if (p / "config.pbtxt").is_file()):
-            self.load_model(model_dir)
+        for name in self.model_names_on_disk():
+            self.load_model(name)
 
-    def load_model(self, model_dir: Path) -> None:
-        name = model_dir.name
-        try:
-            config = load_model_config(model_dir)
-            if is_pipeline(config):
-                with self._lock:
-                    self._pipelines[name] = config
-                log.info(
-                    "pipeline %s: %s", name, dict((k, v.string_value) for k, v in config.parameters.items())
-                )
+    def poll(self) -> list[str]:
+        """Loads what changed on disk since the last look, unloads what disappeared; returns the names."""
+        on_disk = set(self.model_names_on_disk())
+        changed = [n for n in sorted(on_disk) if fingerprint(self.root / n) != self._seen.get(n)]
+        gone = sorted(set(self._seen) - on_disk)
+        for name in changed:
+            self.load_model(name)
+        for name in gone:
+            self.unload_model(name)
+        return changed + gone
+
+    # -- load and unload ---------------------------------------------------------------------------------
+
+    def load_model(self, name: str) -> list[VersionStatus]:
+        """(Re)loads one model folder: new or changed versions are warmed before they serve."""
+        check_model_name(name)
+        model_dir = self.root / name
+        if not (model_dir / "config.pbtxt").is_file():
+            raise ModelNotFound(f"no model folder '{name}' with a config.pbtxt in the repository")
+        with self._changes:
+            now = fingerprint(model_dir)
+            before, self._seen[name] = self._seen.get(name), now
+            try:
+                config = load_model_config(model_dir)
+                if is_pipeline(config):
+                    self._set_pipeline(name, config)
+                    return []
+                wanted = select_versions(discover_versions(model_dir), config.version_policy, name)
+                if not wanted:
+                    raise ModelLoadError(
+                        f"model '{name}': no version folders (positive integers) in {model_dir}"
+                    )
+            except ModelLoadError as error:
+                self._model_failed(name, str(error))
+                return self.statuses(name)
+            changed = now.changed_versions(before)
+            for version in wanted:
+                current = self._status(name, version)
+                if current is None or current.state is not State.READY or version in changed:
+                    self._load_version(
+                        ModelSource(name, version, model_dir / str(version), config, self._max_queue_items)
+                    )
+            with self._lock:
+                self._clear_model_failure(name)
+                for status in self._versions.get(name, {}).values():
+                    status.leaving = status.version not in wanted
+            self._unload_leavers()
+            return self.statuses(name)
+
+    def unload_model(self, name: str) -> None:
+        """Takes every version of `name` out of selection; each closes after its last call."""
+        check_model_name(name)
+        with self._changes, self._lock:
+            self._seen.pop(name, None)
+            if self._pipelines.pop(name, None) is not None:
+                log.info("pipeline %s: unloaded", name)
                 return
-            versions = select_versions(discover_versions(model_dir), config.version_policy, name)
-            if not versions:
-                raise ModelLoadError(f"model '{name}': no version folders (positive integers) in {model_dir}")
-        except ModelLoadError as error:
-            log.error("model %s failed to load: %s", name, error)
-            self._set(VersionStatus(name, 0, State.UNAVAILABLE, str(error)))
-            return
-        for version in versions:
-            self._load_version(ModelSource(name, version, model_dir / str(version), config))
+            versions = self._versions.pop(name, None)
+            if versions is None:
+                raise ModelNotFound(f"no model named '{name}' is loaded")
+            for status in versions.values():
+                self._start_unloading(status)
 
     def _load_version(self, source: ModelSource) -> None:
-        self._set(VersionStatus(source.name, source.version, State.LOADING))
+        name, version = source.name, source.version
+        serving = self._status(name, version)
+        if serving is None or serving.state is not State.READY:
+            self._put(VersionStatus(name, version, State.LOADING))
         try:
             model = build_model(source, self._factory)
         except ModelLoadError as error:
-            log.error("model %s version %d failed to load: %s", source.name, source.version, error)
-            self._set(VersionStatus(source.name, source.version, State.UNAVAILABLE, str(error)))
+            log.error("model %s version %d failed to load: %s", name, version, error)
+            if serving is not None and serving.state is State.READY:
+                serving.reason = f"reload failed, still serving the previous load: {error}"
+            else:
+                self._put(VersionStatus(name, version, State.UNAVAILABLE, str(error)))
             return
-        self._set(VersionStatus(source.name, source.version, State.READY, model=model))
-        log.info(
-            "model %s version %d: READY on %s (%s)",
-            source.name,
-            source.version,
-            model.provider,
-            model.model_type,
-        )
-
-    def _set(self, status: VersionStatus) -> None:
+        if self._batch_observer is not None:
+            model.batcher.observer = self._batch_observer(name, version)
         with self._lock:
-            versions = self._versions.setdefault(status.name, {})
-            if status.version != 0:
-                versions.pop(0, None)  # a model-level failure is superseded by any real version
-            versions[status.version] = status
+            if serving is not None and serving.state is State.READY:
+                self._start_unloading(serving)  # the previous load of this version finishes its calls
+            self._put(VersionStatus(name, version, State.READY, model=model))
+        log.info("model %s version %d: READY on %s (%s)", name, version, model.provider, model.model_type)
+
+    def _unload_leavers(self) -> None:
+        with self._lock:
+            for name, versions in self._versions.items():
+                for status in list(versions.values()):
+                    if not status.leaving:
+                        continue
+                    if status.state is State.READY and self._needed(status):
+                        log.info(
+                            "model %s version %d: kept while a pipeline still needs it", name, status.version
+                        )
+                        continue
+                    del versions[status.version]
+                    self._start_unloading(status)
+
+    def _needed(self, status: VersionStatus) -> bool:
+        """Would some pipeline lose its last usable version if `status` went now?"""
+
+        def ready(model: str, keep_leaving: bool) -> set[int]:
+            return {
+                v
+                for v, s in self._versions.get(model, {}).items()
+                if s.state is State.READY and (keep_leaving or not s.leaving)
+            }
+
+        for config in self._pipelines.values():
+            vision, text = parameter(config, "vision_model"), parameter(config, "text_model")
+            if status.name in (vision, text):
+                usable_now = ready(vision, True) & ready(text, True)
+                if usable_now and not ready(vision, False) & ready(text, False):
+                    return True
+            translator = parameter(config, "translator")
+            if status.name == translator and ready(translator, True) and not ready(translator, False):
+                return True
+        return False
+
+    def _start_unloading(self, status: VersionStatus) -> None:
+        with self._lock:
+            if status.state is not State.READY:
+                return
+            status.state, status.reason = State.UNLOADING, "being replaced or removed"
+            self._unloading.append(status)
+            idle = status.leases == 0
+        log.info(
+            "model %s version %d: UNLOADING (%d calls in flight)", status.name, status.version, status.leases
+        )
+        if idle:
+            self._close(status)
+
+    def _close(self, status: VersionStatus) -> None:
+        status.model.close()
+        with self._lock:
+            if status in self._unloading:
+                self._unloading.remove(status)
+        log.info("model %s version %d: unloaded", status.name, status.version)
+
+    def _set_pipeline(self, name: str, config: mc.ModelConfig) -> None:
+        with self._lock:
+            self._pipelines[name] = config
+        log.info("pipeline %s: %s", name, {k: v.string_value for k, v in config.parameters.items()})
+
+    def _model_failed(self, name: str, reason: str) -> None:
+        log.error("model %s failed to load: %s", name, reason)
+        with self._lock:
+            versions = self._versions.setdefault(name, {})
+            versions[0] = VersionStatus(
+                name, 0, State.UNAVAILABLE, reason
+            )  # versions loaded before keep serving
+
+    def _clear_model_failure(self, name: str) -> None:
+        self._versions.get(name, {}).pop(0, None)
+
+    def _put(self, status: VersionStatus) -> None:
+        with self._lock:
+            self._versions.setdefault(status.name, {})[status.version] = status
+
+    def _status(self, name: str, version: int) -> VersionStatus | None:
+        with self._lock:
+            return self._versions.get(name, {}).get(version)
+
+    # -- serving -----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def call_scope(self) -> Iterator[None]:
+        """Every version looked up inside is leased until the scope ends (one engine call)."""
+        held: list[VersionStatus] = []
+        token = _held.set(held)
+        try:
+            yield
+        finally:
+            _held.reset(token)
+            finished = []
+            with self._lock:
+                for status in held:
+                    status.leases -= 1
+                    if status.state is State.UNLOADING and status.leases == 0:
+                        finished.append(status)
+            for status in finished:
+                self._close(status)
+
+    @contextmanager
+    def consistent(self) -> Iterator[None]:
+        """Holds the tables still across several lookups (a pipeline's towers must match)."""
+        with self._lock:
+            yield
 
     def pipeline_config(self, name: str) -> mc.ModelConfig:
         with self._lock:
             config = self._pipelines.get(name)
             is_model = name in self._versions
+            known = sorted(self._pipelines)
         if config is None:
             hint = "; it is a model, not a pipeline" if is_model else ""
-            raise ModelNotFound(f"no pipeline named '{name}'{hint} (pipelines: {sorted(self._pipelines)})")
+            raise ModelNotFound(f"no pipeline named '{name}'{hint} (pipelines: {known})")
         return config
 
     def is_pipeline(self, name: str) -> bool:
@@ -113,7 +312,7 @@ class ModelRepository:
             return sorted(v for v, s in self._versions[name].items() if s.state is State.READY)
 
     def model(self, name: str, version: int) -> ServedModel:
-        """A ready version; version 0 means the newest ready one."""
+        """A ready version (0 = the newest ready one), leased to the current call scope if any."""
         with self._lock:
             versions = self._versions.get(name)
             if versions is None:
@@ -123,17 +322,34 @@ class ModelRepository:
                 if not ready:
                     reasons = "; ".join(s.reason for s in versions.values() if s.reason) or "still loading"
                     raise ModelNotReady(f"model '{name}' has no ready version ({reasons})")
-                return ready[-1].model
-            status = versions.get(version)
-        if status is None:
-            raise ModelNotFound(f"model '{name}' has no version {version} (versions: {sorted(versions)})")
-        if status.state is not State.READY:
-            raise ModelNotReady(f"model '{name}' version {version} is {status.state.value}: {status.reason}")
-        return status.model
+                status = ready[-1]
+            else:
+                status = versions.get(version)
+                if status is None:
+                    raise ModelNotFound(
+                        f"model '{name}' has no version {version} (versions: {sorted(versions)})"
+                    )
+                if status.state is not State.READY:
+                    raise ModelNotReady(
+                        f"model '{name}' version {version} is {status.state.value}: {status.reason}"
+                    )
+            held = _held.get()
+            if held is not None:
+                status.leases += 1
+                held.append(status)
+            return status.model
 
     def index(self) -> list[VersionStatus]:
         with self._lock:
-            return [s for name in sorted(self._versions) for _, s in sorted(self._versions[name].items())]
+            current = [s for name in sorted(self._versions) for _, s in sorted(self._versions[name].items())]
+            return current + list(self._unloading)
+
+    def statuses(self, name: str) -> list[VersionStatus]:
+        return [s for s in self.index() if s.name == name]
+
+    def pipelines(self) -> list[str]:
+        with self._lock:
+            return sorted(self._pipelines)
 
     def close(self) -> None:
         """Stops every loaded version (their queued work finishes first)."""
