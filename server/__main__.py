@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 
 from server.app import CrossModalServer
-from server.config import Limits, ServerConfig
+from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
+from server.config import Limits, ModelControl, ServerConfig, TlsFiles
 
 log = logging.getLogger("server")
+TOKEN_ENV = "CROSSMODAL_AUTH_TOKEN"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,6 +87,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="largest gRPC message sent or received",
     )
     parser.add_argument(
+        "--max-queue-items",
+        type=int,
+        default=DEFAULT_MAX_QUEUE_ITEMS,
+        help="items that may wait in one model version's queue when its config.pbtxt sets no "
+        "default_queue_policy.max_queue_size; a call that would overflow it gets RESOURCE_EXHAUSTED",
+    )
+    control = parser.add_argument_group("model control")
+    control.add_argument(
+        "--model-control-mode",
+        choices=[m.value for m in ModelControl],
+        default=ModelControl.NONE.value,
+        help="none: load the repository at start and keep it; poll: also rescan it every "
+        "--repository-poll-secs and load new/changed versions (warmed before they serve), unload removed "
+        "ones after their last call; explicit: load what --load-model names, then LoadModel/UnloadModel RPCs",
+    )
+    control.add_argument(
+        "--repository-poll-secs", type=float, default=15.0, help="poll period of --model-control-mode poll"
+    )
+    control.add_argument(
+        "--load-model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="explicit mode: a model or pipeline to load at start (repeatable; '*' loads everything)",
+    )
+    observe = parser.add_argument_group("metrics")
+    observe.add_argument(
+        "--metrics-port",
+        type=int,
+        default=8002,
+        help="port of the Prometheus text endpoint http://HOST:PORT/metrics (0 turns it off)",
+    )
+    security = parser.add_argument_group("security")
+    security.add_argument("--tls-cert", type=Path, help="server certificate chain (PEM); enables TLS")
+    security.add_argument("--tls-key", type=Path, help="private key of --tls-cert (PEM)")
+    security.add_argument(
+        "--tls-client-ca", type=Path, help="CA (PEM) that client certificates must be signed by (mTLS)"
+    )
+    security.add_argument(
+        "--auth-token-file",
+        type=Path,
+        help=f"file holding the bearer token clients must send as 'authorization: Bearer <token>' "
+        f"(or set {TOKEN_ENV}); health checks stay open",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging verbosity"
     )
     return parser.parse_args(argv)
@@ -106,18 +154,51 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         workers=args.workers,
         grace_seconds=args.grace_period,
         limits=limits,
+        max_queue_items=args.max_queue_items,
+        model_control=ModelControl(args.model_control_mode),
+        poll_seconds=args.repository_poll_secs,
+        load_models=tuple(args.load_model),
+        metrics_port=args.metrics_port,
+        tls=tls_files(args),
+        auth_token=auth_token(args),
     )
 
 
+def tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ValueError("TLS needs both --tls-cert and --tls-key")
+    return TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca)
+
+
+def auth_token(args: argparse.Namespace) -> str | None:
+    if args.auth_token_file is not None:
+        try:
+            return args.auth_token_file.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ValueError(
+                f"cannot read --auth-token-file {args.auth_token_file}: {error.strerror}"
+            ) from error
+    return os.environ.get(TOKEN_ENV) or None
+
+
 async def serve(config: ServerConfig) -> None:
+    """Serves until SIGTERM/SIGINT (also during the start-up load), then drains and stops."""
     server = CrossModalServer(config)
-    await asyncio.get_running_loop().run_in_executor(None, server.load_models)
-    await server.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
+    starting = asyncio.create_task(server.start())
+    signalled = asyncio.create_task(stopping.wait())
+    await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    if starting.done():
+        starting.result()  # a server that cannot listen ends here, with the reason
+        await signalled
+    log.info("signal received: stopping")
     await server.stop()
 
 

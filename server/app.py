@@ -1,17 +1,25 @@
-"""Server lifecycle: load and warm the repository, serve gRPC, stop gracefully."""
+"""Server lifecycle: listen, load and warm the repository, serve gRPC, drain and stop."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
+from crossmodal.v1 import crossmodal_pb2 as pb
 from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
-from server.config import ServerConfig
+from server.config import ModelControl, ServerConfig
 from server.engine import Engine
+from server.health import HealthReporter
+from server.metrics import ServerMetrics
+from server.model_control import ModelController
 from server.repository.repository import ModelRepository, State
 from server.runtime.session import SessionFactory
+from server.security import BearerTokenInterceptor, server_credentials
 from server.service.crossmodal_service import CrossModalService
 
 log = logging.getLogger(__name__)
@@ -20,45 +28,108 @@ log = logging.getLogger(__name__)
 class CrossModalServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        self.metrics = ServerMetrics()
         self.repository = ModelRepository(
-            config.model_repository, SessionFactory(strict_gpu=config.strict_gpu)
+            config.model_repository,
+            SessionFactory(strict_gpu=config.strict_gpu),
+            batch_observer=self.metrics.batch_observer,
+            max_queue_items=config.max_queue_items,
+        )
+        self.metrics.watch_models(
+            lambda: [(s.name, s.version, s.state.value) for s in self.repository.index()]
         )
         self.engine = Engine(self.repository, config.limits, config.default_pipeline)
-        self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="infer")
+        self.health = HealthReporter(self.repository, config.default_pipeline)
+        self.controller = ModelController(
+            self.repository,
+            config.model_control,
+            config.poll_seconds,
+            config.load_models,
+            self.health.refresh,
+        )
+        self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="call")
         self._server: grpc.aio.Server | None = None
+        self._metrics_http = None
+        self._polling: asyncio.Task | None = None
         self.port: int | None = None
+        self.metrics_port: int | None = None
 
     def load_models(self) -> None:
-        log.info("loading model repository %s", self.config.model_repository)
-        self.repository.load_all()
+        """Blocking start-up load (run it off the event loop); calls are refused until it ends."""
+        log.info(
+            "loading model repository %s (%s mode)", self.config.model_repository, self.config.model_control
+        )
+        self.controller.initial_load()
         statuses = self.repository.index()
         ready = [s for s in statuses if s.state is State.READY]
         log.info("%d model version(s) ready, %d unavailable", len(ready), len(statuses) - len(ready))
 
     async def start(self) -> int:
-        limits = self.config.limits
+        """Listens and serves health (NOT_SERVING) and refusals while loading; then serves for real."""
+        self.engine.accepting = False
+        await self._listen()
+        await asyncio.get_running_loop().run_in_executor(None, self.load_models)
+        self.engine.accepting = True
+        await self.health.started()
+        if self.config.model_control is ModelControl.POLL:
+            self._polling = asyncio.create_task(self.controller.poll_forever())
+        if self.config.metrics_port:
+            self._metrics_http = self.metrics.serve(self.config.host, self.config.metrics_port)
+            self.metrics_port = self._metrics_http.server_port
+        log.info("ready: serving crossmodal.v1.CrossModal on %s:%d", self.config.host, self.port)
+        return self.port
+
+    async def _listen(self) -> None:
+        config, limits = self.config, self.config.limits
         options = [
             ("grpc.max_receive_message_length", limits.max_message_bytes),
             ("grpc.max_send_message_length", limits.max_message_bytes),
         ]
-        self._server = grpc.aio.server(options=options)
-        pb_grpc.add_CrossModalServicer_to_server(CrossModalService(self.engine, self._executor), self._server)
-        address = f"{self.config.host}:{self.config.port}"
-        self.port = self._server.add_insecure_port(address)
+        interceptors = [BearerTokenInterceptor(config.auth_token)] if config.auth_token else []
+        self._server = grpc.aio.server(options=options, interceptors=interceptors)
+        service = CrossModalService(self.engine, self._executor, self.controller, self.metrics)
+        pb_grpc.add_CrossModalServicer_to_server(service, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self._server)
+        reflection.enable_server_reflection(
+            [
+                pb.DESCRIPTOR.services_by_name["CrossModal"].full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self._server,
+        )
+        address = f"{config.host}:{config.port}"
+        if config.tls:
+            self.port = self._server.add_secure_port(address, server_credentials(config.tls))
+        else:
+            self.port = self._server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
+        await self.health.starting()
         await self._server.start()
-        log.info("serving crossmodal.v1.CrossModal on %s:%d", self.config.host, self.port)
-        return self.port
+        security = "TLS" + (" + client certificates" if config.tls and config.tls.client_ca else "")
+        log.info(
+            "listening on %s:%d (%s%s); loading models",
+            config.host,
+            self.port,
+            security if config.tls else "plaintext",
+            ", bearer token required" if config.auth_token else "",
+        )
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()
 
     async def stop(self) -> None:
+        """Health NOT_SERVING, new calls refused, in-flight calls finish within the grace period."""
+        await self.health.drain()
+        if self._polling is not None:
+            self._polling.cancel()
         if self._server is not None:
-            log.info("stopping: finishing in-flight requests (grace %.1fs)", self.config.grace_seconds)
+            log.info("draining: finishing in-flight calls (grace %.1fs)", self.config.grace_seconds)
             await self._server.stop(self.config.grace_seconds)
         self._executor.shutdown(wait=True, cancel_futures=True)
         self.engine.close()
         self.repository.close()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
         log.info("stopped")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+
+from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
 
 MIB = 1024 * 1024
 
@@ -30,6 +33,24 @@ class Limits:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
+class ModelControl(StrEnum):
+    NONE = "none"  # load the whole repository at start; never change it
+    POLL = "poll"  # also rescan it every poll period: new, changed and removed models and versions
+    EXPLICIT = "explicit"  # load what --load-model names; LoadModel/UnloadModel RPCs change it
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path
+    key: Path
+    client_ca: Path | None = None  # when set, clients must present a certificate signed by it (mTLS)
+
+    def __post_init__(self) -> None:
+        for path in (self.cert, self.key, self.client_ca):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"TLS file {path} does not exist")
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     model_repository: Path
@@ -42,6 +63,13 @@ class ServerConfig:
     workers: int = 64
     grace_seconds: float = 10.0
     limits: Limits = field(default_factory=Limits)
+    max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS  # per model version, when its config sets no queue size
+    model_control: ModelControl = ModelControl.NONE
+    poll_seconds: float = 15.0
+    load_models: tuple[str, ...] = ()  # explicit mode: loaded at start ("*" = all)
+    metrics_port: int = 8002  # 0 = no metrics endpoint
+    tls: TlsFiles | None = None
+    auth_token: str | None = None  # clients must send "authorization: Bearer <token>"
 
     def __post_init__(self) -> None:
         if not Path(self.model_repository).is_dir():
@@ -54,3 +82,13 @@ class ServerConfig:
             raise ValueError(f"grace period must not be negative, got {self.grace_seconds}")
         if not self.default_pipeline:
             raise ValueError("default pipeline name must not be empty")
+        if self.max_queue_items < 1:
+            raise ValueError(f"max queue items must be at least 1, got {self.max_queue_items}")
+        if self.poll_seconds <= 0:
+            raise ValueError(f"repository poll period must be positive, got {self.poll_seconds}")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics port must be in 0..65535, got {self.metrics_port}")
+        if self.load_models and self.model_control is not ModelControl.EXPLICIT:
+            raise ValueError("--load-model only applies with --model-control-mode explicit")
+        if self.auth_token is not None and not self.auth_token.strip():
+            raise ValueError("the auth token is empty")

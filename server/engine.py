@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from server.config import Limits
-from server.errors import InvalidInput, LimitExceeded
+from server.errors import InvalidInput, LimitExceeded, ModelNotReady
 from server.inputs import (
     ClassifyResult,
     CompareResult,
@@ -36,6 +36,8 @@ def _leasing_models(method):
 
     @functools.wraps(method)
     def leased(self, *args, **kwargs):
+        if not self.accepting:
+            raise ModelNotReady("the server is still loading its models; retry shortly")
         with self.repository.call_scope():
             return method(self, *args, **kwargs)
 
@@ -47,6 +49,7 @@ class Engine:
         self.repository = repository
         self.limits = limits
         self.default_pipeline = default_pipeline
+        self.accepting = True  # False while the server's start-up load runs
         # Decodes the images of one request in parallel (Pillow releases the GIL while decoding).
         self._preprocess_pool = ThreadPoolExecutor(
             max_workers=os.cpu_count() or 1, thread_name_prefix="preprocess"

@@ -31,3 +31,7 @@ class Overloaded(CrossModalError):
 
 class Cancelled(CrossModalError):
     """The call was cancelled before its work ran (CANCELLED)."""
+
+
+class NotAllowed(CrossModalError):
+    """The request is valid but not in the server's current mode (FAILED_PRECONDITION)."""

@@ -157,3 +157,15 @@ def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> Cl
     if not isinstance(vision, ClipVisionModel) or not isinstance(text, ClipTextModel):
         raise ModelNotReady(f"pipeline '{name}': {vision_name} must be clip_vision and {text_name} clip_text")
     return ClipPipeline(name, vision, text, repository, parameter(config, "translator"))
+
+
+def pipeline_ready(repository: ModelRepository, name: str) -> bool:
+    """Whether the pipeline can serve now (both towers share a ready version)."""
+    try:
+        config = repository.pipeline_config(name)
+        towers = [parameter(config, "vision_model"), parameter(config, "text_model")]
+        if not all(towers):
+            return False
+        return bool(set(repository.ready_versions(towers[0])) & set(repository.ready_versions(towers[1])))
+    except (ModelNotFound, ModelNotReady):
+        return False

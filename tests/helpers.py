@@ -30,12 +30,20 @@ def load_open_clip_tokenizer():
 
 
 @contextmanager
-def running_server(repository: Path, *extra_args: str, ready_timeout: float = 120.0):
-    """A server over `repository` on a free port, logging to a temporary file; yields (address, process)."""
+def running_server(repository: Path, *extra_args: str, ready_timeout: float = 120.0, channel_factory=None):
+    """A server over `repository` on a free port, logging to a temporary file; yields (address, process).
+
+    `channel_factory(address)` makes the channel its readiness is checked on (for TLS servers)."""
     port = free_port()
     log_path = Path(tempfile.gettempdir()) / f"crossmodal-test-server-{port}.log"
     with local_server.running_server(
-        repository, "127.0.0.1", port, *extra_args, log_path=log_path, ready_timeout=ready_timeout
+        repository,
+        "127.0.0.1",
+        port,
+        *extra_args,
+        log_path=log_path,
+        ready_timeout=ready_timeout,
+        channel_factory=channel_factory,
     ) as served:
         yield served
 
@@ -72,13 +80,13 @@ def in_process_server(repository: Path, **settings):
     from server.app import CrossModalServer
     from server.config import ServerConfig
 
+    settings.setdefault("metrics_port", 0)
     server = CrossModalServer(ServerConfig(model_repository=repository, port=free_port(), **settings))
-    server.load_models()
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        port = asyncio.run_coroutine_threadsafe(server.start(), loop).result(30)
+        port = asyncio.run_coroutine_threadsafe(server.start(), loop).result(120)
         yield f"127.0.0.1:{port}", server
     finally:
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result(60)

@@ -35,6 +35,7 @@ def running_server(
     *extra_args: str,
     log_path: Path | None = None,
     ready_timeout: float = 180.0,
+    channel_factory=None,
 ):
     """Yields (address, process) of a server that accepts calls; stops it afterwards.
 
@@ -52,13 +53,15 @@ def running_server(
         host,
         "--port",
         str(port),
+        "--metrics-port",  # no fixed metrics port: servers started here may run side by side
+        "0",
         *extra_args,
     ]
     log = open(log_path, "w") if log_path else None  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT if log else None)
     address = f"{host}:{port}"
     try:
-        _wait_until_serving(address, process, log_path, ready_timeout)
+        _wait_until_serving(address, process, log_path, ready_timeout, channel_factory)
         yield address, process
     finally:
         if process.poll() is None:
@@ -72,21 +75,42 @@ def running_server(
 
 
 def _wait_until_serving(
-    address: str, process: subprocess.Popen, log_path: Path | None, timeout: float
+    address: str, process: subprocess.Popen, log_path: Path | None, timeout: float, channel_factory=None
 ) -> None:
+    """Until health says SERVING; `channel_factory(address)` makes the channel (TLS) when given."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             output = log_path.read_text() if log_path else "(see the output above)"
             raise RuntimeError(f"the server exited with status {process.returncode}:\n{output}")
-        with grpc.insecure_channel(address) as channel:
-            try:
-                grpc.channel_ready_future(channel).result(timeout=1)
+        channel = channel_factory(address) if channel_factory else None
+        try:
+            if serving(address, channel):
                 return
-            except grpc.FutureTimeoutError:
-                continue
+        finally:
+            if channel is not None:
+                channel.close()
+        time.sleep(0.2)
     output = log_path.read_text() if log_path else "(see the output above)"
     raise RuntimeError(f"the server was not ready after {timeout:.0f}s:\n{output}")
+
+
+def serving(address: str, channel: grpc.Channel | None = None) -> bool:
+    """Whether the server's health check says SERVING (its start-up load has finished)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    own = channel is None
+    channel = channel or grpc.insecure_channel(address)
+    try:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=1
+        )
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+    finally:
+        if own:
+            channel.close()
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,8 @@ from server.inputs import (
     TranslateResult,
 )
 from server.models.generation import TranslateOptions
+from server.pipeline import pipeline_ready
+from server.repository.repository import ModelRepository, State, VersionStatus
 
 
 def model_ref(spec: pb.ModelSpec) -> ModelRef:
@@ -103,3 +105,28 @@ def classify_response(result: ClassifyResult) -> pb.ClassifyResponse:
         labels=[text_result(t) for t in result.labels],
         model=model_info(result.models),
     )
+
+
+def version_state(status: VersionStatus) -> pb.ModelVersionState:
+    return pb.ModelVersionState(
+        name=status.name,
+        version=status.version,
+        state=status.state.value,
+        reason=status.reason,
+        kind=status.kind,
+        provider=status.model.provider if status.model is not None and status.state is State.READY else "",
+    )
+
+
+def repository_index(repository: ModelRepository) -> list[pb.ModelVersionState]:
+    """Pipelines (READY when they can serve) and every model version."""
+    pipelines = [
+        pb.ModelVersionState(
+            name=name,
+            state="READY" if pipeline_ready(repository, name) else "UNAVAILABLE",
+            reason="" if pipeline_ready(repository, name) else "its towers share no ready version",
+            kind="pipeline",
+        )
+        for name in repository.pipelines()
+    ]
+    return pipelines + [version_state(s) for s in repository.index()]

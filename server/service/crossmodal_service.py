@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from concurrent.futures import Executor
 
 import grpc
@@ -20,8 +21,11 @@ from server.errors import (
     LimitExceeded,
     ModelNotFound,
     ModelNotReady,
+    NotAllowed,
     Overloaded,
 )
+from server.metrics import ServerMetrics
+from server.model_control import ModelController
 from server.service import convert
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,7 @@ STATUS_OF = {
     ModelNotReady: grpc.StatusCode.UNAVAILABLE,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Cancelled: grpc.StatusCode.CANCELLED,
+    NotAllowed: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
@@ -44,27 +49,50 @@ def status_code(error: CrossModalError) -> grpc.StatusCode:
 
 
 def handles_errors(method):
-    """Turns engine errors into gRPC statuses, and anything unexpected into INTERNAL with a log entry."""
+    """Turns engine errors into gRPC statuses (anything unexpected: INTERNAL, logged) and records the
+    call in the metrics: count by status code, latency, calls in flight."""
+    rpc = method.__name__
 
     @functools.wraps(method)
     async def wrapper(self, request, context: grpc.aio.ServicerContext):
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        metrics = self._metrics
+        if metrics:
+            metrics.in_flight.labels(rpc).inc()
         try:
             return await method(self, request, context)
         except CrossModalError as error:
-            await context.abort(status_code(error), str(error))
+            code = status_code(error)
+            await context.abort(code, str(error))
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
         except Exception:
-            log.exception("%s failed unexpectedly", method.__name__)
-            await context.abort(
-                grpc.StatusCode.INTERNAL, f"{method.__name__}: internal error (see server log)"
-            )
+            code = grpc.StatusCode.INTERNAL
+            log.exception("%s failed unexpectedly", rpc)
+            await context.abort(code, f"{rpc}: internal error (see server log)")
+        finally:
+            if metrics:
+                metrics.in_flight.labels(rpc).dec()
+                metrics.requests.labels(rpc, code.name).inc()
+                metrics.request_seconds.labels(rpc).observe(time.perf_counter() - started)
 
     return wrapper
 
 
 class CrossModalService(pb_grpc.CrossModalServicer):
-    def __init__(self, engine: Engine, executor: Executor) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        executor: Executor,
+        controller: ModelController | None = None,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
         self._engine = engine
         self._executor = executor
+        self._controller = controller
+        self._metrics = metrics
 
     async def _run(self, function, *args):
         # ONNX Runtime, decoding and tokenising never run on the event loop. When the call is cancelled
@@ -114,3 +142,27 @@ class CrossModalService(pb_grpc.CrossModalServicer):
             convert.translate_options(request),
         )
         return convert.translate_response(result)
+
+    @handles_errors
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context
+    ) -> pb.RepositoryIndexResponse:
+        entries = convert.repository_index(self._engine.repository)
+        if request.ready_only:
+            entries = [e for e in entries if e.state == "READY"]
+        return pb.RepositoryIndexResponse(models=entries)
+
+    @handles_errors
+    async def LoadModel(self, request: pb.LoadModelRequest, context) -> pb.LoadModelResponse:
+        statuses = await self._control().load(request.name)
+        return pb.LoadModelResponse(models=[convert.version_state(s) for s in statuses])
+
+    @handles_errors
+    async def UnloadModel(self, request: pb.UnloadModelRequest, context) -> pb.UnloadModelResponse:
+        await self._control().unload(request.name)
+        return pb.UnloadModelResponse()
+
+    def _control(self) -> ModelController:
+        if self._controller is None:
+            raise NotAllowed("this server has no model control")
+        return self._controller

@@ -1,4 +1,4 @@
-"""`crossmodal` command line: encode, compare, classify and translate against a running server.
+"""`crossmodal` command line: encode, compare, classify, translate and model control against a server.
 
 Each subcommand prints a readable report, or with --json the response as protobuf JSON (proto field names).
 """
@@ -6,14 +6,17 @@ Each subcommand prints a readable report, or with --json the response as protobu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import grpc
 from google.protobuf import json_format
 
-from crossmodal.client import CrossModalClient, image_item, text_item
+from crossmodal.client import CrossModalClient, Security, image_item, text_item
 from crossmodal.report import classify_report, compare_report, encode_report, translate_report
+
+TOKEN_ENV = "CROSSMODAL_AUTH_TOKEN"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +25,32 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", type=int, default=0, help="model version (0: newest ready)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before the call is abandoned")
     parser.add_argument("--json", action="store_true", help="print the response as JSON (proto field names)")
+    secure = parser.add_argument_group("security (for servers started with TLS or a token)")
+    secure.add_argument("--tls", action="store_true", help="use TLS with the system's trusted CAs")
+    secure.add_argument(
+        "--tls-ca", type=Path, help="PEM CA that signed the server certificate (implies --tls)"
+    )
+    secure.add_argument("--tls-cert", type=Path, help="client certificate (PEM), for mTLS")
+    secure.add_argument("--tls-key", type=Path, help="client private key (PEM), for mTLS")
+    secure.add_argument(
+        "--token-file", type=Path, help=f"file with the bearer token (default: ${TOKEN_ENV} when set)"
+    )
+
+
+def security(args: argparse.Namespace) -> Security:
+    def read(path: Path | None) -> bytes | None:
+        return path.read_bytes() if path else None
+
+    token = (
+        args.token_file.read_text(encoding="utf-8").strip() if args.token_file else os.environ.get(TOKEN_ENV)
+    )
+    return Security(
+        token=token or None,
+        tls=args.tls,
+        root_certificates=read(args.tls_ca),
+        private_key=read(args.tls_key),
+        certificate_chain=read(args.tls_cert),
+    )
 
 
 def _items(parser: argparse.ArgumentParser, what: str) -> None:
@@ -115,6 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--length-penalty", type=float, default=0.0, help="length penalty (0: model default)"
     )
     _common(translate)
+    models = commands.add_parser(
+        "models", help="list the repository: every model and pipeline, each version with its state"
+    )
+    _common(models)
+    models.add_argument("--ready", action="store_true", help="only versions that serve now")
+    for verb, meaning in (
+        ("load", "load (or reload) a model folder; the server must run with --model-control-mode explicit"),
+        ("unload", "unload a model after its in-flight calls (explicit mode)"),
+    ):
+        command = commands.add_parser(verb, help=meaning)
+        _common(command)
+        command.add_argument("name", help="model folder name in the repository")
+
     return parser
 
 
@@ -154,6 +196,8 @@ def run(args: argparse.Namespace, client: CrossModalClient) -> str:
             raise SystemExit("crossmodal compare: give queries and candidates (--image/--text/--query-*)")
         response = client.compare(queries, candidates, args.model, args.version)
         return _json(response) if args.json else compare_report(response, query_names, candidate_names)
+    if args.command in ("models", "load", "unload"):
+        return _admin(args, client)
     if args.command == "translate":
         response = client.translate(
             args.text,
@@ -172,13 +216,28 @@ def run(args: argparse.Namespace, client: CrossModalClient) -> str:
     return _json(response) if args.json else classify_report(response, descriptions)
 
 
+def _admin(args: argparse.Namespace, client: CrossModalClient) -> str:
+    if args.command == "unload":
+        client.unload_model(args.name)
+        return f"{args.name}: unloading (each version closes after its last call)"
+    response = client.load_model(args.name) if args.command == "load" else client.repository_index(args.ready)
+    if args.json:
+        return _json(response)
+    rows = [f"{'model':24} {'version':>7}  {'state':11} {'kind':12} {'provider':9} reason"]
+    for entry in response.models:
+        version = str(entry.version) if entry.version else "-"
+        state = f"{entry.state:11} {entry.kind:12} {entry.provider:9}"
+        rows.append(f"{entry.name:24} {version:>7}  {state} {entry.reason}")
+    return "\n".join(rows)
+
+
 def _json(message) -> str:
     return json_format.MessageToJson(message, preserving_proto_field_name=True, ensure_ascii=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with CrossModalClient(args.server, timeout=args.timeout) as client:
+    with CrossModalClient(args.server, timeout=args.timeout, security=security(args)) as client:
         try:
             print(run(args, client))
         except grpc.RpcError as error:

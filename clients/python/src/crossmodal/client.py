@@ -7,6 +7,7 @@ ready `crossmodal.v1.Item`. Errors surface as `grpc.RpcError` with the server's 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -88,6 +89,27 @@ class _Requests:
         )
 
 
+@dataclass(frozen=True)
+class Security:
+    """How to reach a server that uses TLS, mTLS or a bearer token (all optional)."""
+
+    token: str | None = None  # sent as "authorization: Bearer <token>"
+    tls: bool = False  # TLS with the system's trusted CAs (implied by any PEM below)
+    root_certificates: bytes | None = None  # PEM CA that signed the server's certificate
+    private_key: bytes | None = None  # client key and certificate, for mTLS
+    certificate_chain: bytes | None = None
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or any((self.root_certificates, self.private_key, self.certificate_chain))
+
+    def metadata(self) -> tuple[tuple[str, str], ...] | None:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(self.root_certificates, self.private_key, self.certificate_chain)
+
+
 class CrossModalClient:
     """Blocking client. Use as a context manager, or call close()."""
 
@@ -97,9 +119,19 @@ class CrossModalClient:
         timeout: float | None = 60.0,
         channel: grpc.Channel | None = None,
         max_message_bytes: int = DEFAULT_MESSAGE_BYTES,
+        security: Security | None = None,
     ) -> None:
-        self._channel = channel or grpc.insecure_channel(target, options=_channel_options(max_message_bytes))
+        security = security or Security()
+        options = _channel_options(max_message_bytes)
+        if channel is None:
+            channel = (
+                grpc.secure_channel(target, security.credentials(), options=options)
+                if security.uses_tls
+                else grpc.insecure_channel(target, options=options)
+            )
+        self._channel = channel
         self._stub = pb_grpc.CrossModalStub(self._channel)
+        self._metadata = security.metadata()
         self.timeout = timeout
 
     def __enter__(self) -> CrossModalClient:
@@ -115,7 +147,9 @@ class CrossModalClient:
         grpc.channel_ready_future(self._channel).result(timeout=timeout)
 
     def encode(self, items: Sequence[ItemLike], model: str = "", version: int = 0) -> pb.EncodeResponse:
-        return self._stub.Encode(_Requests.encode(items, model, version), timeout=self.timeout)
+        return self._stub.Encode(
+            _Requests.encode(items, model, version), timeout=self.timeout, metadata=self._metadata
+        )
 
     def compare(
         self, queries: Sequence[ItemLike], candidates: Sequence[ItemLike], model: str = "", version: int = 0
@@ -134,7 +168,7 @@ class CrossModalClient:
         version: int = 0,
     ) -> pb.ClassifyResponse:
         request = _Requests.classify(items, labels, prompt_template, top_k, model, version)
-        return self._stub.Classify(request, timeout=self.timeout)
+        return self._stub.Classify(request, timeout=self.timeout, metadata=self._metadata)
 
     def translate(
         self,
@@ -149,7 +183,19 @@ class CrossModalClient:
         request = _Requests.translate(
             texts, num_beams, num_hypotheses, max_length, length_penalty, model, version
         )
-        return self._stub.Translate(request, timeout=self.timeout)
+        return self._stub.Translate(request, timeout=self.timeout, metadata=self._metadata)
+
+    def repository_index(self, ready_only: bool = False) -> pb.RepositoryIndexResponse:
+        request = pb.RepositoryIndexRequest(ready_only=ready_only)
+        return self._stub.RepositoryIndex(request, timeout=self.timeout, metadata=self._metadata)
+
+    def load_model(self, name: str) -> pb.LoadModelResponse:
+        request = pb.LoadModelRequest(name=name)
+        return self._stub.LoadModel(request, timeout=self.timeout, metadata=self._metadata)
+
+    def unload_model(self, name: str) -> pb.UnloadModelResponse:
+        request = pb.UnloadModelRequest(name=name)
+        return self._stub.UnloadModel(request, timeout=self.timeout, metadata=self._metadata)
 
 
 class AsyncCrossModalClient:
@@ -160,9 +206,17 @@ class AsyncCrossModalClient:
         target: str = "127.0.0.1:8001",
         timeout: float | None = 60.0,
         max_message_bytes: int = DEFAULT_MESSAGE_BYTES,
+        security: Security | None = None,
     ) -> None:
-        self._channel = grpc.aio.insecure_channel(target, options=_channel_options(max_message_bytes))
+        security = security or Security()
+        options = _channel_options(max_message_bytes)
+        self._channel = (
+            grpc.aio.secure_channel(target, security.credentials(), options=options)
+            if security.uses_tls
+            else grpc.aio.insecure_channel(target, options=options)
+        )
         self._stub = pb_grpc.CrossModalStub(self._channel)
+        self._metadata = security.metadata()
         self.timeout = timeout
 
     async def __aenter__(self) -> AsyncCrossModalClient:
@@ -175,13 +229,15 @@ class AsyncCrossModalClient:
         await self._channel.close()
 
     async def encode(self, items: Sequence[ItemLike], model: str = "", version: int = 0) -> pb.EncodeResponse:
-        return await self._stub.Encode(_Requests.encode(items, model, version), timeout=self.timeout)
+        return await self._stub.Encode(
+            _Requests.encode(items, model, version), timeout=self.timeout, metadata=self._metadata
+        )
 
     async def compare(
         self, queries: Sequence[ItemLike], candidates: Sequence[ItemLike], model: str = "", version: int = 0
     ) -> pb.CompareResponse:
         request = _Requests.compare(queries, candidates, model, version)
-        return await self._stub.Compare(request, timeout=self.timeout)
+        return await self._stub.Compare(request, timeout=self.timeout, metadata=self._metadata)
 
     async def classify(
         self,
@@ -193,7 +249,7 @@ class AsyncCrossModalClient:
         version: int = 0,
     ) -> pb.ClassifyResponse:
         request = _Requests.classify(items, labels, prompt_template, top_k, model, version)
-        return await self._stub.Classify(request, timeout=self.timeout)
+        return await self._stub.Classify(request, timeout=self.timeout, metadata=self._metadata)
 
     async def translate(
         self,
@@ -208,4 +264,8 @@ class AsyncCrossModalClient:
         request = _Requests.translate(
             texts, num_beams, num_hypotheses, max_length, length_penalty, model, version
         )
-        return await self._stub.Translate(request, timeout=self.timeout)
+        return await self._stub.Translate(request, timeout=self.timeout, metadata=self._metadata)
+
+    async def repository_index(self, ready_only: bool = False) -> pb.RepositoryIndexResponse:
+        request = pb.RepositoryIndexRequest(ready_only=ready_only)
+        return await self._stub.RepositoryIndex(request, timeout=self.timeout, metadata=self._metadata)
