@@ -1,0 +1,112 @@
+"""TLS, mutual TLS and bearer tokens, with certificates made here; through real server subprocesses."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from crossmodal import CrossModalClient, Security
+from crossmodal.cli import main as cli_main
+from tests.certificates import authority, issued
+from tests.helpers import ROOT, running_server
+
+REPOSITORY = ROOT / "model_repository"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pki")
+    ca, ca_cert, ca_key = authority(folder)
+    _, other_cert, other_key = authority(folder, "other-ca")
+    return {
+        "folder": folder,
+        "ca": ca,
+        "server": issued(folder, "server", ca_cert, ca_key, server=True),
+        "client": issued(folder, "client", ca_cert, ca_key, server=False),
+        "stranger": issued(folder, "stranger", other_cert, other_key, server=False),
+    }
+
+
+def tls_channel(ca, client=None):
+    def make(address: str) -> grpc.Channel:
+        credentials = grpc.ssl_channel_credentials(
+            ca.cert.read_bytes(),
+            client.key.read_bytes() if client else None,
+            client.cert.read_bytes() if client else None,
+        )
+        return grpc.secure_channel(address, credentials)
+
+    return make
+
+
+def security(ca, client=None, token=None) -> Security:
+    return Security(
+        token=token,
+        root_certificates=ca.cert.read_bytes(),
+        private_key=client.key.read_bytes() if client else None,
+        certificate_chain=client.cert.read_bytes() if client else None,
+    )
+
+
+def test_tls_serves_trusted_clients_and_refuses_plaintext(pki):
+    args = ("--tls-cert", str(pki["server"].cert), "--tls-key", str(pki["server"].key))
+    with running_server(REPOSITORY, *args, channel_factory=tls_channel(pki["ca"])) as (address, _):
+        with CrossModalClient(address, timeout=10, security=security(pki["ca"])) as client:
+            assert len(client.encode(["a dog in the snow"]).embeddings) == 1
+        with CrossModalClient(address, timeout=5) as plaintext, pytest.raises(grpc.RpcError) as refused:
+            plaintext.encode(["a dog"])
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_mutual_tls_needs_a_client_certificate_from_the_trusted_authority(pki):
+    args = (
+        "--tls-cert",
+        str(pki["server"].cert),
+        "--tls-key",
+        str(pki["server"].key),
+        "--tls-client-ca",
+        str(pki["ca"].cert),
+    )
+    ready = tls_channel(pki["ca"], pki["client"])
+    with running_server(REPOSITORY, *args, channel_factory=ready) as (address, _):
+        with CrossModalClient(address, timeout=10, security=security(pki["ca"], pki["client"])) as client:
+            assert len(client.encode(["a dog"]).embeddings) == 1
+        for who in (None, pki["stranger"]):
+            with CrossModalClient(address, timeout=5, security=security(pki["ca"], who)) as client:
+                with pytest.raises(grpc.RpcError) as refused:
+                    client.encode(["a dog"])
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_bearer_token_is_required_except_for_health(tmp_path, monkeypatch, capsys):
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    with running_server(REPOSITORY, "--auth-token-file", str(token_file)) as (address, _):
+        with CrossModalClient(address, timeout=10, security=Security(token="s3cret-token")) as client:
+            assert len(client.encode(["a dog"]).embeddings) == 1
+            assert client.repository_index().models
+        for token, reason in ((None, "missing bearer token"), ("wrong", "wrong bearer token")):
+            with CrossModalClient(address, timeout=10, security=Security(token=token)) as client:
+                with pytest.raises(grpc.RpcError) as refused:
+                    client.encode(["a dog"])
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                assert reason in refused.value.details()
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        monkeypatch.setenv("CROSSMODAL_AUTH_TOKEN", "s3cret-token")
+        assert cli_main(["encode", "--server", address, "--text", "a dog"]) == 0
+        monkeypatch.setenv("CROSSMODAL_AUTH_TOKEN", "nope")
+        assert cli_main(["encode", "--server", address, "--text", "a dog"]) == 1
+        assert "UNAUTHENTICATED" in capsys.readouterr().err
+
+
+def test_the_token_can_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CROSSMODAL_AUTH_TOKEN", "from-env")
+    with running_server(REPOSITORY) as (address, _):
+        with CrossModalClient(address, timeout=10, security=Security(token="from-env")) as client:
+            assert len(client.encode(["a dog"]).embeddings) == 1
+        with CrossModalClient(address, timeout=10) as client, pytest.raises(grpc.RpcError) as refused:
+            client.encode(["a dog"])
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
