@@ -86,6 +86,7 @@ def in_process_server(repository: Path, **settings):
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
+        server.loop = loop  # tests run coroutines on it with asyncio.run_coroutine_threadsafe
         port = asyncio.run_coroutine_threadsafe(server.start(), loop).result(120)
         yield f"127.0.0.1:{port}", server
     finally:
