@@ -124,8 +124,6 @@ class Engine:
         self._check_count("texts", len(texts))
         outcomes = []
         for index, text in enumerate(texts):
-            if not text.strip():
-                raise InvalidInput(f"texts[{index}]: text is empty")
             outcomes.append(describe_text(f"texts[{index}]", text, self.limits))
         translator = resolve_translator(self.repository, ref.name or self.default_pipeline, ref.version)
         translated = translate_outcomes(outcomes, translator, options)

@@ -16,7 +16,12 @@ from server.text.segmentation import segment
 
 
 def describe_text(item_name: str, text: str, limits: Limits) -> TextOutcome:
-    """Language and (for Chinese) jieba words; the text is what gets encoded until it is translated."""
+    """Language and (for Chinese) jieba words; the text is what gets encoded until it is translated.
+
+    An empty (or blank) text is refused: it carries nothing to embed or translate, so it is a caller's slip.
+    """
+    if not text.strip():
+        raise InvalidInput(f"{item_name}: text is empty")
     if len(text) > limits.max_text_chars:
         raise LimitExceeded(
             f"{item_name}: text has {len(text)} characters; the limit is {limits.max_text_chars}"

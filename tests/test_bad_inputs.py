@@ -1,0 +1,179 @@
+"""Whatever clients send, each bad request gets its status code and a message naming the item and the reason,
+and the server keeps answering a well-behaved client all the while."""
+
+from __future__ import annotations
+
+import io
+import struct
+import threading
+import zlib
+
+import grpc
+import pytest
+from PIL import Image
+
+from crossmodal import CrossModalClient
+from crossmodal.v1 import crossmodal_pb2 as pb
+from tests.helpers import ROOT, encoded_image, running_server
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
+LIMITS = ("--max-image-bytes", "200000", "--max-image-pixels", "4000000", "--max-text-chars", "2000")
+LIMITS += ("--max-items", "256", "--max-message-bytes", "3000000")
+
+GOOD_PNG = encoded_image(32, 24)
+
+
+def bomb_png(width: int = 60_000, height: int = 60_000) -> bytes:
+    """A small valid PNG whose header announces a huge image (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def jpeg(size: int, quality: int = 95) -> bytes:
+    buffer = io.BytesIO()
+    Image.effect_noise((size, size), 120).convert("RGB").save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def image(data: bytes) -> pb.Item:
+    return pb.Item(image=data)
+
+
+def text(value: str) -> pb.Item:
+    return pb.Item(text=value)
+
+
+def encode(*items: pb.Item, name: str = "", version: int = 0):
+    return "Encode", pb.EncodeRequest(model=pb.ModelSpec(name=name, version=version), items=list(items))
+
+
+def compare(queries, candidates):
+    return "Compare", pb.CompareRequest(queries=queries, candidates=candidates)
+
+
+def classify(items, labels, template="", top_k=0):
+    return "Classify", pb.ClassifyRequest(items=items, labels=labels, prompt_template=template, top_k=top_k)
+
+
+def translate(texts, **options):
+    return "Translate", pb.TranslateRequest(texts=texts, **options)
+
+
+# (case, request, status, words the message must contain)
+CASES = [
+    ("corrupt image bytes", encode(image(b"\xff\xd8\xff" + bytes(range(256)) * 4)), INVALID, ["items[0]"]),
+    ("truncated PNG", encode(text("ok"), image(GOOD_PNG[: len(GOOD_PNG) // 2])), INVALID, ["items[1]"]),
+    ("zero-byte image", encode(image(b"")), INVALID, ["items[0]"]),
+    ("image over the byte limit", encode(image(jpeg(700))), EXHAUSTED, ["items[0]", "200000"]),
+    ("decompression bomb", encode(image(bomb_png())), EXHAUSTED, ["items[0]", "pixels"]),
+    ("text bytes sent as an image", encode(image(b"hello, this is not an image")), INVALID, ["items[0]"]),
+    ("HTML sent as an image", encode(image(b"<html><body>nope</body></html>")), INVALID, ["items[0]"]),
+    (
+        "a broken image among good ones",
+        encode(image(GOOD_PNG), image(GOOD_PNG), image(b"x")),
+        INVALID,
+        ["items[2]"],
+    ),
+    (
+        "broken compare candidate",
+        compare([text("a")], [image(GOOD_PNG), image(b"??")]),
+        INVALID,
+        ["candidates[1]"],
+    ),
+    ("broken classify item", classify([image(b"GIF89a")], ["dog"]), INVALID, ["items[0]"]),
+    ("empty text", encode(text("")), INVALID, ["items[0]", "empty"]),
+    ("whitespace-only text", encode(text("ok"), text(" \t\n ")), INVALID, ["items[1]", "empty"]),
+    ("text over the character limit", encode(text("dog " * 600)), EXHAUSTED, ["items[0]", "2000"]),
+    ("item with neither image nor text", encode(pb.Item()), INVALID, ["items[0]"]),
+    ("thousands of items", encode(*[text("a dog")] * 3000), EXHAUSTED, ["items", "256"]),
+    ("no items", encode(), INVALID, ["items"]),
+    ("unknown pipeline", encode(text("a"), name="no_such_pipeline"), NOT_FOUND, ["no_such_pipeline"]),
+    ("path as pipeline name", encode(text("a"), name="../clip"), NOT_FOUND, ["../clip"]),
+    ("unknown version", encode(text("a"), version=99), NOT_FOUND, ["99"]),
+    ("negative version", encode(text("a"), version=-1), INVALID, ["version"]),
+    ("empty compare side", compare([text("a")], []), INVALID, ["candidates"]),
+    ("classify without labels", classify([text("a")], []), INVALID, ["labels"]),
+    ("classify with an empty label", classify([text("a")], ["dog", " "]), INVALID, ["labels[1]"]),
+    ("negative top_k", classify([text("a")], ["dog"], top_k=-3), INVALID, ["top_k"]),
+    ("template without placeholder", classify([text("a")], ["dog"], template="a photo"), INVALID, ["{}"]),
+    ("negative beams", translate(["你好"], num_beams=-2), INVALID, ["num_beams"]),
+    (
+        "more hypotheses than beams",
+        translate(["你好"], num_beams=2, num_hypotheses=5),
+        INVALID,
+        ["num_hypotheses"],
+    ),
+    ("absurd max_length", translate(["你好"], max_length=10**9), INVALID, ["max_length"]),
+    ("NaN length penalty", translate(["你好"], length_penalty=float("nan")), INVALID, ["length_penalty"]),
+    ("empty text to translate", translate(["你好", ""]), INVALID, ["texts[1]"]),
+    ("message over the size limit", encode(image(b"\x00" * 3_500_000)), EXHAUSTED, []),
+]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server(ROOT / "model_repository", *LIMITS) as (address, _process):
+        yield address
+
+
+@pytest.fixture(scope="module")
+def bystander(server):
+    """A well-behaved client calling all through the matrix; its outcomes are checked at the end."""
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def keep_calling() -> None:
+        with CrossModalClient(server, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    reply = client.compare([GOOD_PNG], ["a dog", "两只狗"])
+                    outcomes.append("ok" if reply.rows == 1 and reply.cols == 2 else "wrong")
+                except grpc.RpcError as error:
+                    outcomes.append(f"{error.code().name}: {error.details()}")
+
+    thread = threading.Thread(target=keep_calling, daemon=True)
+    thread.start()
+    yield outcomes
+    stop.set()
+    thread.join(30)
+    assert outcomes and set(outcomes) == {"ok"}, outcomes[:5]
+
+
+def test_the_matrix_is_large_enough():
+    assert len(CASES) >= 25
+
+
+@pytest.mark.parametrize(("case", "call", "code", "words"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gets_its_status_and_reason(server, bystander, case, call, code, words):
+    method, request = call
+    with grpc.insecure_channel(server, options=[("grpc.max_send_message_length", 16 * 2**20)]) as channel:
+        stub = getattr(pb_grpc_stub(channel), method)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub(request, timeout=60)
+    assert raised.value.code() == code, raised.value.details()
+    for word in words:
+        assert word in raised.value.details(), (word, raised.value.details())
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["\x00\x01\x02 a dog \x07", "🐶🐕‍🦺 in the ❄️", "狗" * 5 + "🐶", "\u202e reversed \u202c", "\ufeffdog"],
+)
+def test_odd_but_valid_texts_are_embedded(server, bystander, value):
+    with CrossModalClient(server, timeout=60) as client:
+        reply = client.encode([value])
+    assert len(reply.embeddings) == 1 and len(reply.embeddings[0].values) > 0
+    assert reply.texts[0].text == value
+
+
+def pb_grpc_stub(channel):
+    from crossmodal.v1 import crossmodal_pb2_grpc
+
+    return crossmodal_pb2_grpc.CrossModalStub(channel)
