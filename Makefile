@@ -11,7 +11,7 @@ PROTOS := $(wildcard $(PROTO_SRC)/*.proto)
 GENERATED := $(PROTOS:protos/%.proto=$(PROTO_OUT)/%_pb2.py)
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup proto serve demo test lint format demo-models eval pretrained loadtest bench-models bench clean
+.PHONY: setup proto serve demo test lint format demo-models eval pretrained loadtest bench-models bench soak clean
 
 setup: $(STAMP) proto
 
@@ -67,6 +67,11 @@ bench-models: setup
 # Server vs in-process ONNX Runtime, transformers and CTranslate2; writes bench/results/latest.{json,md,png}.
 bench: bench-models
 	$(BIN)/python -m bench.run --models bench/models --out bench/results
+
+SOAK_SECONDS ?= 600
+# Mixed load against a fresh server for SOAK_SECONDS: fails on any error or >= 5% memory growth after warm-up.
+soak: setup
+	$(BIN)/python -m tools.soak --seconds $(SOAK_SECONDS) --model-repository $(MODEL_REPOSITORY)
 
 LOADTEST_ARGS ?= --concurrency 1,4,16,32 --duration 10
 # Load test of the server on HOST:PORT (start one with `make serve`); LOADTEST_ARGS as in `crossmodal-loadtest --help`.

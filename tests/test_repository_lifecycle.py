@@ -1,0 +1,63 @@
+"""Version lifecycle without a network: leases keep a leaving version alive until its last call ends."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from server.errors import InvalidInput, ModelNotFound, ModelNotReady
+from server.models.generation import TranslateOptions
+from server.repository.repository import ModelRepository, State
+from server.runtime.session import SessionFactory
+from tests.helpers import ROOT
+
+
+@pytest.fixture
+def repository(tmp_path):
+    copy = tmp_path / "repository"
+    shutil.copytree(ROOT / "model_repository", copy)
+    loaded = ModelRepository(copy, SessionFactory())
+    loaded.load_all()
+    yield loaded
+    loaded.close()
+
+
+def states(repository: ModelRepository, name: str) -> list[tuple[int, State]]:
+    return [(s.version, s.state) for s in repository.statuses(name)]
+
+
+def test_an_unloaded_version_serves_its_calls_in_flight_then_closes(repository):
+    with repository.call_scope():
+        model = repository.model("clip_text", 0)
+        repository.unload_model("clip_text")
+        assert states(repository, "clip_text") == [(1, State.UNLOADING)]
+        with pytest.raises(ModelNotFound):
+            repository.model("clip_text", 0)  # no new call gets it
+        assert model.embed(["still served"]).shape[0] == 1  # the call holding it goes on
+    assert states(repository, "clip_text") == []
+    with pytest.raises(ModelNotReady, match="shutting down"):
+        model.embed(["after the last call"])
+
+
+def test_a_version_no_call_holds_closes_at_once(repository):
+    model = repository.model("opus_mt_zh_en", 0)  # outside a call scope: no lease
+    repository.unload_model("opus_mt_zh_en")
+    assert states(repository, "opus_mt_zh_en") == []
+    with pytest.raises(ModelNotReady):
+        model.translate(["你好"], TranslateOptions())
+
+
+def test_a_bad_config_keeps_the_loaded_versions_serving(repository):
+    (repository.root / "clip_text" / "config.pbtxt").write_text("this is { not pbtxt")
+    repository.load_model("clip_text")
+    index = {(s.version, s.state): s.reason for s in repository.statuses("clip_text")}
+    assert (1, State.READY) in index
+    assert "invalid config.pbtxt" in index[(0, State.UNAVAILABLE)]
+    assert repository.model("clip_text", 0).embed(["a dog"]).shape[0] == 1
+
+
+@pytest.mark.parametrize("name", ["../clip_text", "/etc/passwd", "..", "a/b", ""])
+def test_model_names_cannot_leave_the_repository(repository, name):
+    with pytest.raises(InvalidInput, match="plain folder name"):
+        repository.load_model(name)
