@@ -7,13 +7,15 @@ PORT ?= 8001
 MODEL_REPOSITORY ?= model_repository
 PROTO_SRC := protos/crossmodal/v1
 PROTO_OUT := clients/python/src
-PROTOS := $(wildcard $(PROTO_SRC)/*.proto)
+PROTOS := $(wildcard $(PROTO_SRC)/*.proto protos/inference/*.proto)
 GENERATED := $(PROTOS:protos/%.proto=$(PROTO_OUT)/%_pb2.py)
 STAMP := $(VENV)/.setup-done
+TRITON_VENV := .venv-triton
+TRITON_STAMP := $(TRITON_VENV)/.setup-done
 
-.PHONY: setup proto serve demo test lint format demo-models eval pretrained loadtest bench-models bench soak clean
+.PHONY: setup proto serve demo test lint format demo-models eval pretrained loadtest bench-models bench soak node-setup node-demo clean
 
-setup: $(STAMP) proto
+setup: $(STAMP) $(TRITON_STAMP) proto
 
 $(STAMP): requirements.txt requirements-dev.txt clients/python/pyproject.toml clients/loadtest/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +25,12 @@ $(STAMP): requirements.txt requirements-dev.txt clients/python/pyproject.toml cl
 	$(BIN)/pip install -q --no-deps open-clip-torch==3.3.0
 	$(BIN)/pip install -q -e clients/python
 	$(BIN)/pip install -q -e clients/loadtest
+	touch $@
+
+# Triton's Python client pins protobuf < 7: it gets its own virtualenv, used by the protocol tests.
+$(TRITON_STAMP): requirements-triton.txt
+	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install -q -r requirements-triton.txt
 	touch $@
 
 proto: $(GENERATED)
@@ -68,6 +76,18 @@ bench-models: setup
 bench: bench-models
 	$(BIN)/python -m bench.run --models bench/models --out bench/results
 
+NODE_CLIENT := clients/node
+
+# The Node.js client's dependencies, exactly as package-lock.json pins them.
+node-setup: $(NODE_CLIENT)/node_modules/.package-lock.json
+
+$(NODE_CLIENT)/node_modules/.package-lock.json: $(NODE_CLIENT)/package-lock.json
+	cd $(NODE_CLIENT) && npm ci --no-audit --no-fund
+
+# The Node.js client's search example against the server on HOST:PORT (start one with `make serve`).
+node-demo: node-setup
+	cd $(NODE_CLIENT) && node examples/search.js --server $(HOST):$(PORT)
+
 SOAK_SECONDS ?= 600
 # Mixed load against a fresh server for SOAK_SECONDS: fails on any error or >= 5% memory growth after warm-up.
 soak: setup
@@ -79,4 +99,4 @@ loadtest: setup
 	$(BIN)/crossmodal-loadtest --host $(HOST) --port $(PORT) $(LOADTEST_ARGS)
 
 clean:
-	rm -rf .cache .pytest_cache .ruff_cache $(PROTO_OUT)/crossmodal/v1/*_pb2*.py*
+	rm -rf .cache .pytest_cache .ruff_cache $(PROTO_OUT)/crossmodal/v1/*_pb2*.py* $(PROTO_OUT)/inference/*_pb2*.py* $(NODE_CLIENT)/node_modules

@@ -12,6 +12,8 @@ from grpc_reflection.v1alpha import reflection
 
 from crossmodal.v1 import crossmodal_pb2 as pb
 from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
+from inference import grpc_service_pb2 as kpb
+from inference import grpc_service_pb2_grpc as kpb_grpc
 from server.config import ModelControl, ServerConfig
 from server.engine import Engine
 from server.health import HealthReporter
@@ -21,6 +23,7 @@ from server.repository.repository import ModelRepository, State
 from server.runtime.session import SessionFactory
 from server.security import BearerTokenInterceptor, server_credentials
 from server.service.crossmodal_service import CrossModalService
+from server.service.inference_service import InferenceService
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +92,15 @@ class CrossModalServer:
         self._server = grpc.aio.server(options=options, interceptors=interceptors)
         service = CrossModalService(self.engine, self._executor, self.controller, self.metrics)
         pb_grpc.add_CrossModalServicer_to_server(service, self._server)
+        inference_service = InferenceService(
+            self.engine, self._executor, self.controller, lambda: self.health.serving, self.metrics
+        )
+        kpb_grpc.add_GRPCInferenceServiceServicer_to_server(inference_service, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self._server)
         reflection.enable_server_reflection(
             [
                 pb.DESCRIPTOR.services_by_name["CrossModal"].full_name,
+                kpb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ],

@@ -25,6 +25,12 @@ class HealthReporter:
         self._default_pipeline = default_pipeline
         self._known: set[str] = set()
         self._started = False
+        self._draining = False
+
+    @property
+    def serving(self) -> bool:
+        """The server's own readiness: start-up load finished and not draining."""
+        return self._started and not self._draining
 
     async def starting(self) -> None:
         await self.servicer.set("", NOT_SERVING)
@@ -53,4 +59,5 @@ class HealthReporter:
 
     async def drain(self) -> None:
         """Every name NOT_SERVING, for good: the server is going away."""
+        self._draining = True
         await self.servicer.enter_graceful_shutdown()

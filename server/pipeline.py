@@ -159,13 +159,18 @@ def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> Cl
     return ClipPipeline(name, vision, text, repository, parameter(config, "translator"))
 
 
-def pipeline_ready(repository: ModelRepository, name: str) -> bool:
-    """Whether the pipeline can serve now (both towers share a ready version)."""
+def pipeline_versions(repository: ModelRepository, name: str) -> list[int]:
+    """The versions the pipeline can serve now: ready in both towers."""
     try:
         config = repository.pipeline_config(name)
         towers = [parameter(config, "vision_model"), parameter(config, "text_model")]
         if not all(towers):
-            return False
-        return bool(set(repository.ready_versions(towers[0])) & set(repository.ready_versions(towers[1])))
+            return []
+        return sorted(set(repository.ready_versions(towers[0])) & set(repository.ready_versions(towers[1])))
     except (ModelNotFound, ModelNotReady):
-        return False
+        return []
+
+
+def pipeline_ready(repository: ModelRepository, name: str) -> bool:
+    """Whether the pipeline can serve now (both towers share a ready version)."""
+    return bool(pipeline_versions(repository, name))

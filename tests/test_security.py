@@ -85,6 +85,9 @@ def test_bearer_token_is_required_except_for_health(tmp_path, monkeypatch, capsy
     with running_server(REPOSITORY, "--auth-token-file", str(token_file)) as (address, _):
         with CrossModalClient(address, timeout=10, security=Security(token="s3cret-token")) as client:
             assert len(client.encode(["a dog"]).embeddings) == 1
+            assert client.compare(["a dog"], ["a cat", "两只狗"]).cols == 2
+            assert client.classify(["a dog"], ["dog", "cat"]).results
+            assert client.translate(["两只狗"]).results[0].translations
             assert client.repository_index().models
         for token, reason in ((None, "missing bearer token"), ("wrong", "wrong bearer token")):
             with CrossModalClient(address, timeout=10, security=Security(token=token)) as client:

@@ -18,7 +18,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from server.batching.cancellation import current_token
@@ -66,15 +66,26 @@ class _Slice:
 
 @dataclass
 class BatchStats:
-    """What the batcher did: runs, items, and how often each batch size occurred."""
+    """What the batcher did, cumulatively: runs, items, calls, and where the time went (nanoseconds)."""
 
     runs: int = 0
     items: int = 0
     failed_runs: int = 0
-    batch_sizes: Counter = field(default_factory=Counter)
+    batch_sizes: Counter = field(default_factory=Counter)  # batch size -> runs
+    batch_ns: Counter = field(default_factory=Counter)  # batch size -> time in those runs
+    calls_ok: int = 0
+    calls_ok_ns: int = 0  # from queueing to the last output
+    calls_failed: int = 0
+    calls_failed_ns: int = 0
+    queued: int = 0  # call pieces that waited for a run
+    queue_ns: int = 0
+    compute_ns: int = 0
+    last_run_ms: int = 0  # wall clock, milliseconds since the epoch
 
     def snapshot(self) -> BatchStats:
-        return BatchStats(self.runs, self.items, self.failed_runs, Counter(self.batch_sizes))
+        copy = replace(self)
+        copy.batch_sizes, copy.batch_ns = Counter(self.batch_sizes), Counter(self.batch_ns)
+        return copy
 
 
 class DynamicBatcher:
@@ -227,19 +238,25 @@ class DynamicBatcher:
         except Exception as error:  # every call in the batch gets the error; none may hang
             log.warning("model %s: a batch of %d items failed: %s", self.name, len(items), error)
             self._observe(len(items), waits, started, failed=True)
+            ended = time.monotonic()
             with self._cond:
                 self._stats.failed_runs += 1
+                self._count_run(len(items), waits, started, ended)
                 for piece in live:
+                    if not piece.call.future.done():
+                        self._stats.calls_failed += 1
+                        self._stats.calls_failed_ns += int((ended - piece.call.enqueued_at) * 1e9)
                     self._drop(piece.call)
             for piece in live:
                 _fail(piece.call.future, error)
             return
         self._observe(len(items), waits, started, failed=False)
+        ended = time.monotonic()
         done = []
         with self._cond:
             self._stats.runs += 1
             self._stats.items += len(items)
-            self._stats.batch_sizes[len(items)] += 1
+            self._count_run(len(items), waits, started, ended)
             offset = 0
             for piece in live:
                 piece.call.outputs[piece.start : piece.start + piece.count] = outputs[
@@ -249,9 +266,21 @@ class DynamicBatcher:
                 piece.call.finished += piece.count
                 if piece.call.finished == len(piece.call.items):
                     done.append(piece.call)
+                    self._stats.calls_ok += 1
+                    self._stats.calls_ok_ns += int((ended - piece.call.enqueued_at) * 1e9)
         for call in done:  # futures complete outside the lock: their callbacks may submit more work
             with contextlib.suppress(InvalidStateError):  # withdrawn meanwhile: the caller has gone
                 call.future.set_result(call.outputs)
+
+    def _count_run(self, size: int, waits: list[float], started: float, ended: float) -> None:
+        """Statistics of one run (under the lock)."""
+        run_ns = int((ended - started) * 1e9)
+        self._stats.batch_sizes[size] += 1
+        self._stats.batch_ns[size] += run_ns
+        self._stats.compute_ns += run_ns
+        self._stats.queued += len(waits)
+        self._stats.queue_ns += int(sum(waits) * 1e9)
+        self._stats.last_run_ms = int(time.time() * 1000)
 
     def _observe(self, size: int, waits: list[float], started: float, failed: bool) -> None:
         observer = self.observer

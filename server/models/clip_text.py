@@ -13,7 +13,7 @@ import numpy as np
 
 from server.batching.batcher import DynamicBatcher
 from server.batching.buckets import length_buckets
-from server.errors import ModelLoadError
+from server.errors import InvalidInput, ModelLoadError
 from server.models.onnx_model import DEFAULT_MAX_BATCH, ModelSource, OnnxModel, l2_normalise
 from server.runtime.session import SessionFactory
 from server.text.clip_tokenizer import ClipTokenizer
@@ -41,6 +41,16 @@ class ClipTextModel(OnnxModel):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """[N] texts -> [N, D], L2-normalised, in input order."""
         return np.stack(self.batcher.wait(self.submit(texts)))
+
+    def embed_token_ids(self, sequences: Sequence[list[int]]) -> np.ndarray:
+        """Already tokenised texts (each with its start and end token) -> [N, D], through the batcher."""
+        limit, vocab = self.tokenizer.context_length, self.tokenizer.vocab_size
+        for row, sequence in enumerate(sequences):
+            if not 0 < len(sequence) <= limit:
+                raise InvalidInput(f"input_ids row {row}: {len(sequence)} tokens; 1 to {limit} are accepted")
+            if min(sequence) < 0 or max(sequence) >= vocab:
+                raise InvalidInput(f"input_ids row {row}: token ids must be in 0..{vocab - 1}")
+        return np.stack(self.batcher.run(list(sequences)))
 
     def _run(self, sequences: Sequence[list[int]]) -> list[np.ndarray]:
         result: list[np.ndarray] = [None] * len(sequences)

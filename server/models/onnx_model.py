@@ -50,6 +50,12 @@ class OnnxModel:
         return factory.create(source.directory / filename, source.config)
 
     @property
+    def embedding_dim(self) -> int:
+        """Size of the output vectors: the graph's static output shape, else the exporter's metadata."""
+        size = self.session.get_outputs()[0].shape[-1]
+        return size if isinstance(size, int) else int(self.float_setting("embedding_dim"))
+
+    @property
     def provider(self) -> str:
         return self.loaded.provider
 

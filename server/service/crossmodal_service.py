@@ -81,6 +81,19 @@ def handles_errors(method):
     return wrapper
 
 
+async def run_in_worker(executor: Executor, function, *args):
+    """Runs function(*args) on a worker thread: ONNX Runtime, decoding and tokenising never run on the event
+    loop. When the call is cancelled (client gone, deadline passed) the token withdraws its work still
+    waiting in model queues."""
+    token = CancelToken()
+    work = asyncio.get_running_loop().run_in_executor(executor, run_with_token, token, function, *args)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        token.cancel()
+        raise
+
+
 class CrossModalService(pb_grpc.CrossModalServicer):
     def __init__(
         self,
@@ -95,17 +108,7 @@ class CrossModalService(pb_grpc.CrossModalServicer):
         self._metrics = metrics
 
     async def _run(self, function, *args):
-        # ONNX Runtime, decoding and tokenising never run on the event loop. When the call is cancelled
-        # (client gone, deadline passed) the token withdraws its work still waiting in model queues.
-        token = CancelToken()
-        work = asyncio.get_running_loop().run_in_executor(
-            self._executor, run_with_token, token, function, *args
-        )
-        try:
-            return await work
-        except asyncio.CancelledError:
-            token.cancel()
-            raise
+        return await run_in_worker(self._executor, function, *args)
 
     @handles_errors
     async def Encode(self, request: pb.EncodeRequest, context) -> pb.EncodeResponse:

@@ -55,6 +55,10 @@ class ClipTokenizer:
             raise ModelLoadError(f"tokenizer has no {token} token; is it a CLIP tokenizer?")
         return token_id
 
+    @property
+    def vocab_size(self) -> int:
+        return self._tokenizer.get_vocab_size(with_added_tokens=True)
+
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """Ids per text with start/end tokens, at most context_length long (end token kept last)."""
         encodings = self._tokenizer.encode_batch([clean_text(t) for t in texts])

@@ -155,7 +155,9 @@ class CrossModalClient:
         self, queries: Sequence[ItemLike], candidates: Sequence[ItemLike], model: str = "", version: int = 0
     ) -> pb.CompareResponse:
         return self._stub.Compare(
-            _Requests.compare(queries, candidates, model, version), timeout=self.timeout
+            _Requests.compare(queries, candidates, model, version),
+            timeout=self.timeout,
+            metadata=self._metadata,
         )
 
     def classify(

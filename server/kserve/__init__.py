@@ -1,0 +1,1 @@
+"""The KServe v2 / Triton inference protocol over the same models and batchers."""
