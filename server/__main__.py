@@ -112,6 +112,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME",
         help="explicit mode: a model or pipeline to load at start (repeatable; '*' loads everything)",
     )
+    vectors = parser.add_argument_group("retrieval (Index / Search / Delete / ListCollections)")
+    vectors.add_argument(
+        "--index-path",
+        type=Path,
+        default=Path("crossmodal_index.db"),
+        help="Milvus Lite file holding the collections (created on the first retrieval call; one server "
+        "per file)",
+    )
+    vectors.add_argument(
+        "--milvus-uri", help="a Milvus server or cluster instead of the file, e.g. http://milvus:19530"
+    )
+    vectors.add_argument(
+        "--milvus-token", default="", help="credentials for --milvus-uri (user:password or token)"
+    )
     observe = parser.add_argument_group("metrics")
     observe.add_argument(
         "--metrics-port",
@@ -161,6 +175,9 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         metrics_port=args.metrics_port,
         tls=tls_files(args),
         auth_token=auth_token(args),
+        index_path=args.index_path,
+        milvus_uri=args.milvus_uri,
+        milvus_token=args.milvus_token,
     )
 
 

@@ -20,6 +20,8 @@ from server.health import HealthReporter
 from server.metrics import ServerMetrics
 from server.model_control import ModelController
 from server.repository.repository import ModelRepository, State
+from server.retrieval.retrieval import Retrieval
+from server.retrieval.store import VectorStore
 from server.runtime.session import SessionFactory
 from server.security import BearerTokenInterceptor, server_credentials
 from server.service.crossmodal_service import CrossModalService
@@ -42,6 +44,9 @@ class CrossModalServer:
             lambda: [(s.name, s.version, s.state.value) for s in self.repository.index()]
         )
         self.engine = Engine(self.repository, config.limits, config.default_pipeline)
+        self.retrieval = Retrieval(
+            self.engine, lambda: VectorStore(config.vector_store_uri, config.milvus_token)
+        )
         self.health = HealthReporter(self.repository, config.default_pipeline)
         self.controller = ModelController(
             self.repository,
@@ -90,7 +95,9 @@ class CrossModalServer:
         ]
         interceptors = [BearerTokenInterceptor(config.auth_token)] if config.auth_token else []
         self._server = grpc.aio.server(options=options, interceptors=interceptors)
-        service = CrossModalService(self.engine, self._executor, self.controller, self.metrics)
+        service = CrossModalService(
+            self.engine, self._executor, self.controller, self.metrics, self.retrieval
+        )
         pb_grpc.add_CrossModalServicer_to_server(service, self._server)
         inference_service = InferenceService(
             self.engine, self._executor, self.controller, lambda: self.health.serving, self.metrics
@@ -137,6 +144,7 @@ class CrossModalServer:
             await self._server.stop(self.config.grace_seconds)
         self._executor.shutdown(wait=True, cancel_futures=True)
         self.engine.close()
+        self.retrieval.close()
         self.repository.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()

@@ -70,6 +70,13 @@ class ServerConfig:
     metrics_port: int = 8002  # 0 = no metrics endpoint
     tls: TlsFiles | None = None
     auth_token: str | None = None  # clients must send "authorization: Bearer <token>"
+    index_path: Path = Path("crossmodal_index.db")  # Milvus Lite file of the retrieval collections
+    milvus_uri: str | None = None  # a Milvus server instead (e.g. http://milvus:19530); wins over index_path
+    milvus_token: str = ""
+
+    @property
+    def vector_store_uri(self) -> str:
+        return self.milvus_uri or str(Path(self.index_path).resolve())
 
     def __post_init__(self) -> None:
         if not Path(self.model_repository).is_dir():

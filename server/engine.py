@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from server.config import Limits
-from server.errors import InvalidInput, LimitExceeded, ModelNotReady
+from server.errors import CrossModalError, InvalidInput, LimitExceeded, ModelNotReady
 from server.inputs import (
     ClassifyResult,
     CompareResult,
@@ -64,10 +64,18 @@ class Engine:
         return resolve_pipeline(self.repository, ref.name or self.default_pipeline, ref.version)
 
     @_leasing_models
-    def encode(self, ref: ModelRef, items: list[Input]) -> EncodeResult:
-        self._check_count("items", len(items))
+    def encode(
+        self,
+        ref: ModelRef,
+        items: list[Input],
+        item_errors: dict[int, CrossModalError] | None = None,
+        field: str = "items",
+    ) -> EncodeResult:
+        """Embeddings in item order. With `item_errors`, items that cannot be embedded are recorded there
+        (by position, rows left NaN) instead of failing the call; `field` is what errors call the items."""
+        self._check_count(field, len(items))
         pipeline = self.pipeline(ref)
-        embedded = pipeline.embed(_named("items", items), self.limits, self._preprocess_pool)
+        embedded = pipeline.embed(_named(field, items), self.limits, self._preprocess_pool, item_errors)
         return EncodeResult(embedded.embeddings, embedded.texts, embedded.models)
 
     @_leasing_models

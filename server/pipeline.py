@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from server.config import Limits
-from server.errors import InvalidInput, LimitExceeded, ModelLoadError, ModelNotFound, ModelNotReady
+from server.errors import (
+    CrossModalError,
+    InvalidInput,
+    LimitExceeded,
+    ModelLoadError,
+    ModelNotFound,
+    ModelNotReady,
+)
 from server.images.decode import ImageDecodeError, ImageTooLarge, decode_image
 from server.inputs import ImageInput, Input, TextOutcome
 from server.models.clip_text import ClipTextModel
@@ -54,28 +61,32 @@ class ClipPipeline:
         return [(self.vision.name, self.vision.version), (self.text.name, self.text.version)]
 
     def embed(
-        self, named_inputs: list[tuple[str, Input]], limits: Limits, pool: Executor | None = None
+        self,
+        named_inputs: list[tuple[str, Input]],
+        limits: Limits,
+        pool: Executor | None = None,
+        item_errors: dict[int, CrossModalError] | None = None,
     ) -> Embedded:
         """Embeds (name, input) pairs, in order; `name` (e.g. "items[3]") is what errors call the item.
 
         Images are decoded (in `pool` when given) and queued for the image tower before the texts are
-        looked at, so image inference overlaps text work (jieba, translation, tokenising).
+        looked at, so image inference overlaps text work (jieba, translation, tokenising). With
+        `item_errors`, an item that cannot be embedded is recorded there (by row) and its row left NaN,
+        instead of failing the whole call.
         """
-        images = [
-            (row, name, item) for row, (name, item) in enumerate(named_inputs) if isinstance(item, ImageInput)
-        ]
-        texts = [
-            (row, name, item)
-            for row, (name, item) in enumerate(named_inputs)
-            if not isinstance(item, ImageInput)
-        ]
+        images, texts = [], []
+        for row, (name, item) in enumerate(named_inputs):
+            (images if isinstance(item, ImageInput) else texts).append((row, name, item))
         pending: list[tuple[list[int], Future, ClipVisionModel | ClipTextModel]] = []
         models = list(self.models)
         try:
-            if images:
-                pixels = self._preprocess([(name, item) for _, name, item in images], limits, pool)
-                pending.append(([row for row, _, _ in images], self.vision.submit(pixels), self.vision))
-            outcomes = [describe_text(name, item.text, limits) for _, name, item in texts]
+            kept = self._preprocess(images, limits, pool, item_errors) if images else []
+            if kept:
+                rows = [row for row, _ in kept]
+                pending.append((rows, self.vision.submit([pixels for _, pixels in kept]), self.vision))
+            described = [_described(name, item.text, limits, item_errors, row) for row, name, item in texts]
+            texts = [t for t, outcome in zip(texts, described, strict=True) if outcome is not None]
+            outcomes = [outcome for outcome in described if outcome is not None]
             translated_by = self._translate_chinese(outcomes)
             if translated_by:
                 models.append(translated_by)
@@ -87,24 +98,43 @@ class ClipPipeline:
             for _, future, model in pending:  # nobody will read these: free their queue places
                 model.batcher.withdraw(future)
             raise
-        dims = {vectors.shape[1] for _, vectors in parts}
+        dims = {vectors.shape[1] for _, vectors in parts} or {self.text.embedding_dim}
         if len(dims) != 1:
             raise ModelLoadError(f"pipeline '{self.name}': image and text embeddings differ in size {dims}")
-        embeddings = np.empty((len(named_inputs), dims.pop()), dtype=np.float32)
+        embeddings = np.full((len(named_inputs), dims.pop()), np.nan, dtype=np.float32)
         for rows, vectors in parts:
             embeddings[rows] = vectors
         return Embedded(embeddings, outcomes, models)
 
     def _preprocess(
-        self, named_images: list[tuple[str, ImageInput]], limits: Limits, pool: Executor | None
-    ) -> list[np.ndarray]:
-        def prepare(named: tuple[str, ImageInput]) -> np.ndarray:
-            name, item = named
-            return self.vision.preprocess(self._decode(name, item.data, limits))
+        self,
+        images: list[tuple[int, str, ImageInput]],
+        limits: Limits,
+        pool: Executor | None,
+        item_errors: dict[int, CrossModalError] | None,
+    ) -> list[tuple[int, np.ndarray]]:
+        """(row, pixels) of the images that decode; failures raise, or go to item_errors when given."""
 
-        if pool is None or len(named_images) == 1:
-            return [prepare(named) for named in named_images]
-        return list(pool.map(prepare, named_images))  # the first failing item (in order) is raised
+        def prepare(entry: tuple[int, str, ImageInput]) -> tuple[int, np.ndarray | CrossModalError]:
+            row, name, item = entry
+            try:
+                return row, self.vision.preprocess(self._decode(name, item.data, limits))
+            except CrossModalError as error:
+                if item_errors is None:
+                    raise
+                return row, error
+
+        if pool is None or len(images) == 1:
+            prepared = [prepare(entry) for entry in images]
+        else:
+            prepared = list(pool.map(prepare, images))  # the first failing item (in order) is raised
+        kept = []
+        for row, result in prepared:
+            if isinstance(result, CrossModalError):
+                item_errors[row] = result
+            else:
+                kept.append((row, result))
+        return kept
 
     def _translate_chinese(self, outcomes: list[TextOutcome]) -> tuple[str, int] | None:
         """Translates the Chinese outcomes in place, in one decode; returns the translator used, if any."""
@@ -129,6 +159,18 @@ class ClipPipeline:
             raise LimitExceeded(f"{item_name}: {error}") from error
         except ImageDecodeError as error:
             raise InvalidInput(f"{item_name}: {error}") from error
+
+
+def _described(
+    name: str, text: str, limits: Limits, item_errors: dict[int, CrossModalError] | None, row: int
+) -> TextOutcome | None:
+    try:
+        return describe_text(name, text, limits)
+    except CrossModalError as error:
+        if item_errors is None:
+            raise
+        item_errors[row] = error
+        return None
 
 
 def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> ClipPipeline:

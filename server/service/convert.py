@@ -20,6 +20,7 @@ from server.inputs import (
 from server.models.generation import TranslateOptions
 from server.pipeline import pipeline_ready
 from server.repository.repository import ModelRepository, State, VersionStatus
+from server.retrieval.retrieval import CollectionSummary, IndexEntry, IndexOutcome, SearchOutcome
 
 
 def model_ref(spec: pb.ModelSpec) -> ModelRef:
@@ -130,3 +131,47 @@ def repository_index(repository: ModelRepository) -> list[pb.ModelVersionState]:
         for name in repository.pipelines()
     ]
     return pipelines + [version_state(s) for s in repository.index()]
+
+
+def index_entries(items) -> list[IndexEntry]:
+    inputs_ = inputs("items", [entry.item for entry in items])
+    return [IndexEntry(e.id, item, dict(e.metadata)) for e, item in zip(items, inputs_, strict=True)]
+
+
+def index_response(outcome: IndexOutcome, status_of) -> pb.IndexResponse:
+    return pb.IndexResponse(
+        indexed=outcome.indexed,
+        skipped=outcome.skipped,
+        errors=[
+            pb.ItemError(index=position, id=item_id, code=status_of(error).name, message=str(error))
+            for position, item_id, error in outcome.errors
+        ],
+        collection_size=outcome.collection_size,
+        model=model_info(outcome.models),
+    )
+
+
+def search_response(outcome: SearchOutcome) -> pb.SearchResponse:
+    return pb.SearchResponse(
+        hits=[
+            pb.SearchHit(id=h.id, score=h.score, modality=h.modality, metadata=h.metadata)
+            for h in outcome.hits
+        ],
+        query_text=text_result(outcome.query_text) if outcome.query_text else None,
+        model=model_info(outcome.models),
+    )
+
+
+def collections_response(summaries: list[CollectionSummary]) -> pb.ListCollectionsResponse:
+    return pb.ListCollectionsResponse(
+        collections=[
+            pb.CollectionInfo(
+                name=c.name,
+                size=c.size,
+                pipeline=c.embedder.pipeline,
+                version=c.embedder.version,
+                dimension=c.embedder.dimension,
+            )
+            for c in summaries
+        ]
+    )

@@ -26,6 +26,7 @@ from server.errors import (
 )
 from server.metrics import ServerMetrics
 from server.model_control import ModelController
+from server.retrieval.retrieval import Retrieval
 from server.service import convert
 
 log = logging.getLogger(__name__)
@@ -101,11 +102,13 @@ class CrossModalService(pb_grpc.CrossModalServicer):
         executor: Executor,
         controller: ModelController | None = None,
         metrics: ServerMetrics | None = None,
+        retrieval: Retrieval | None = None,
     ) -> None:
         self._engine = engine
         self._executor = executor
         self._controller = controller
         self._metrics = metrics
+        self._retrieval = retrieval
 
     async def _run(self, function, *args):
         return await run_in_worker(self._executor, function, *args)
@@ -164,6 +167,50 @@ class CrossModalService(pb_grpc.CrossModalServicer):
     async def UnloadModel(self, request: pb.UnloadModelRequest, context) -> pb.UnloadModelResponse:
         await self._control().unload(request.name)
         return pb.UnloadModelResponse()
+
+    @handles_errors
+    async def Index(self, request: pb.IndexRequest, context) -> pb.IndexResponse:
+        entries = convert.index_entries(request.items)
+        outcome = await self._run(
+            self._retrieval_or_refuse().index,
+            request.collection,
+            entries,
+            convert.model_ref(request.model),
+            request.skip_existing,
+        )
+        return convert.index_response(outcome, status_code)
+
+    @handles_errors
+    async def Search(self, request: pb.SearchRequest, context) -> pb.SearchResponse:
+        if not request.HasField("query"):
+            raise InvalidInput("query: missing; send a text or an image")
+        query = convert.inputs("query", [request.query])[0]
+        outcome = await self._run(
+            self._retrieval_or_refuse().search,
+            request.collection,
+            query,
+            request.top_k,
+            request.modality,
+            convert.model_ref(request.model),
+        )
+        return convert.search_response(outcome)
+
+    @handles_errors
+    async def Delete(self, request: pb.DeleteRequest, context) -> pb.DeleteResponse:
+        deleted = await self._run(
+            self._retrieval_or_refuse().delete, request.collection, list(request.ids), request.drop_collection
+        )
+        return pb.DeleteResponse(deleted=deleted)
+
+    @handles_errors
+    async def ListCollections(self, request: pb.ListCollectionsRequest, context):
+        summaries = await self._run(self._retrieval_or_refuse().collections)
+        return convert.collections_response(summaries)
+
+    def _retrieval_or_refuse(self) -> Retrieval:
+        if self._retrieval is None:
+            raise NotAllowed("this server has no vector store")
+        return self._retrieval
 
     def _control(self) -> ModelController:
         if self._controller is None:

@@ -1,0 +1,198 @@
+"""Index, Search, Delete and list collections: the engine embeds, the vector store keeps and searches.
+
+A collection remembers the pipeline and version that embedded it; indexing or searching it with any other
+version is refused (vectors of different checkpoints are not comparable). Requests that name no model use
+the collection's own pipeline and version, so a collection keeps working when a newer version is loaded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from server.engine import Engine
+from server.errors import CrossModalError, InvalidInput, LimitExceeded, NotAllowed
+from server.inputs import ImageInput, Input, ModelRef, TextOutcome
+from server.retrieval.store import (
+    MAX_ID_CHARS,
+    MODALITIES,
+    Embedder,
+    Hit,
+    Row,
+    VectorStore,
+    check_collection_name,
+)
+
+DEFAULT_TOP_K = 10
+MAX_TOP_K = 1024
+MAX_METADATA_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    id: str
+    item: Input
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IndexOutcome:
+    indexed: int
+    skipped: int
+    errors: list[tuple[int, str, CrossModalError]]  # (position, id, why)
+    collection_size: int
+    models: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    hits: list[Hit]
+    query_text: TextOutcome | None
+    models: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class CollectionSummary:
+    name: str
+    size: int
+    embedder: Embedder
+
+
+class Retrieval:
+    def __init__(self, engine: Engine, open_store: Callable[[], VectorStore]) -> None:
+        self._engine = engine
+        self._open_store = open_store
+        self._store: VectorStore | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> VectorStore:
+        """Opened on first use: a server that never indexes does not start Milvus Lite."""
+        with self._lock:
+            if self._store is None:
+                self._store = self._open_store()
+            return self._store
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def index(
+        self, collection: str, entries: list[IndexEntry], ref: ModelRef, skip_existing: bool
+    ) -> IndexOutcome:
+        check_collection_name(collection)
+        self._check_entries(entries)
+        store = self.store
+        embedder = store.embedder(collection)
+        ref = self._model_for(collection, ref, embedder)
+        skipped: set[str] = set()
+        if skip_existing and embedder is not None:
+            skipped = store.existing_ids(collection, [e.id for e in entries])
+        todo = [(position, e) for position, e in enumerate(entries) if e.id not in skipped]
+        errors: list[tuple[int, str, CrossModalError]] = []
+        models: list[tuple[str, int]] = []
+        if todo:
+            item_errors: dict[int, CrossModalError] = {}
+            result = self._engine.encode(ref, [e.item for _, e in todo], item_errors)
+            models = result.models
+            made = Embedder(
+                ref.name or self._engine.default_pipeline, result.models[0][1], result.embeddings.shape[1]
+            )
+            if embedder is None:
+                store.create(collection, made)
+            else:
+                self._check_embedder(collection, embedder, made)
+            rows = []
+            for row, (position, entry) in enumerate(todo):
+                if row in item_errors:
+                    errors.append((position, entry.id, item_errors[row]))
+                    continue
+                modality = "image" if isinstance(entry.item, ImageInput) else "text"
+                rows.append(Row(entry.id, result.embeddings[row], modality, entry.metadata))
+            store.upsert(collection, rows)
+        size = store.size(collection) if store.embedder(collection) is not None else 0
+        return IndexOutcome(len(todo) - len(errors), len(skipped), errors, size, models)
+
+    def search(
+        self, collection: str, query: Input, top_k: int, modality: str, ref: ModelRef
+    ) -> SearchOutcome:
+        check_collection_name(collection)
+        if not 0 <= top_k <= MAX_TOP_K:
+            raise InvalidInput(f"top_k must be 0 (default {DEFAULT_TOP_K}) to {MAX_TOP_K}, got {top_k}")
+        if modality not in ("", *MODALITIES):
+            raise InvalidInput(f"modality must be '', 'image' or 'text', got {modality!r}")
+        store = self.store
+        embedder = store.embedder(collection)
+        if embedder is None:
+            store.size(collection)  # raises NOT_FOUND naming the collections there are
+        ref = self._model_for(collection, ref, embedder)
+        result = self._engine.encode(ref, [query], field="query")
+        vector = result.embeddings[0]
+        self._check_embedder(collection, embedder, Embedder(ref.name, result.models[0][1], len(vector)))
+        hits = store.search(collection, np.asarray(vector), top_k or DEFAULT_TOP_K, modality)
+        return SearchOutcome(hits, result.texts[0] if result.texts else None, result.models)
+
+    def delete(self, collection: str, ids: list[str], drop_collection: bool) -> int:
+        check_collection_name(collection)
+        if drop_collection:
+            if ids:
+                raise InvalidInput("give either ids or drop_collection, not both")
+            return self.store.drop(collection) if self._exists(collection) else self.store.size(collection)
+        if not ids:
+            raise InvalidInput("ids: empty; name the items to delete, or set drop_collection")
+        return self.store.delete(collection, ids)
+
+    def collections(self) -> list[CollectionSummary]:
+        store = self.store
+        summaries = []
+        for name in store.names():
+            embedder = store.embedder(name)
+            if embedder is not None:
+                summaries.append(CollectionSummary(name, store.size(name), embedder))
+        return summaries
+
+    def _exists(self, collection: str) -> bool:
+        return self.store.embedder(collection) is not None
+
+    def _model_for(self, collection: str, ref: ModelRef, embedder: Embedder | None) -> ModelRef:
+        """The request's model, or the collection's own pipeline and version when the request names none."""
+        if embedder is None:
+            return ref
+        name = ref.name or embedder.pipeline
+        version = ref.version or (embedder.version if name == embedder.pipeline else 0)
+        return ModelRef(name, version)
+
+    @staticmethod
+    def _check_embedder(collection: str, have: Embedder, made: Embedder) -> None:
+        if (have.pipeline, have.version, have.dimension) != (made.pipeline, made.version, made.dimension):
+            raise NotAllowed(
+                f"collection '{collection}' holds vectors of pipeline '{have.pipeline}' version "
+                f"{have.version} ({have.dimension} dimensions); this request embeds with "
+                f"'{made.pipeline}' version {made.version} ({made.dimension}): index into a new "
+                "collection, or use that version"
+            )
+
+    def _check_entries(self, entries: list[IndexEntry]) -> None:
+        if not entries:
+            raise InvalidInput("items: empty; send at least one")
+        if len(entries) > self._engine.limits.max_items:
+            raise LimitExceeded(
+                f"items: {len(entries)} given; the limit is {self._engine.limits.max_items} per request"
+            )
+        seen: set[str] = set()
+        for position, entry in enumerate(entries):
+            if not entry.id or len(entry.id) > MAX_ID_CHARS:
+                raise InvalidInput(f"items[{position}]: id must have 1 to {MAX_ID_CHARS} characters")
+            if entry.id in seen:
+                raise InvalidInput(f"items[{position}]: id {entry.id!r} appears twice in the request")
+            seen.add(entry.id)
+            size = sum(len(k) + len(v) for k, v in entry.metadata.items())
+            if size > MAX_METADATA_CHARS:
+                raise InvalidInput(
+                    f"items[{position}]: metadata has {size} characters; at most {MAX_METADATA_CHARS}"
+                )
