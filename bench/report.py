@@ -9,7 +9,7 @@ import os
 import platform
 from pathlib import Path
 
-from bench.figures import AT_LEAST, TARGETS, Figure
+from bench.figures import AT_LEAST, TARGETS, Figure, Target
 
 PACKAGES = (
     "onnxruntime-gpu",
@@ -85,15 +85,24 @@ def markdown(doc: dict, figures: list[Figure]) -> str:
     ]
     for figure in figures:
         target = figure.target
-        unit = " ms" if target.unit == "ms" else "×"
-        lines.append(
-            f"| `{figure.key}` | {figure.value:.3g}{unit} | {target.goal} {target.value:g}{unit} | "
-            f"{'yes' if figure.met else '**no**'} | {_raw_summary(figure)} |"
-        )
+        value = _with_unit(f"{figure.value:.3g}", target.unit)
+        goal = f"{target.goal} {_with_unit(f'{target.value:g}', target.unit)}" if target.has_target else "—"
+        lines.append(f"| `{figure.key}` | {value} | {goal} | {_verdict(figure)} | {_raw_summary(figure)} |")
     lines += ["", "What each key measures:", ""]
     lines += [f"- `{f.key}`: {f.target.meaning}" for f in figures]
     lines += ["", "Packages: " + ", ".join(f"{k} {v}" for k, v in doc["packages"].items()), ""]
     return "\n".join(lines)
+
+
+def _with_unit(number: str, unit: str) -> str:
+    return f"{number}×" if unit == "x" else f"{number} {unit}"
+
+
+def _verdict(figure: Figure) -> str:
+    """yes / **no** against the target; a figure without one is only measured."""
+    if figure.met is None:
+        return "measured"
+    return "yes" if figure.met else "**no**"
 
 
 def _settings_lines(doc: dict) -> list[str]:
@@ -107,6 +116,12 @@ def _settings_lines(doc: dict) -> list[str]:
             f"{s['overhead_repeats']} calls each way.",
             "",
         ]
+        if "index_images" in s:
+            lines += [
+                f"Retrieval: {s['index_images']} images indexed, then Search over {s['search_vectors']} "
+                f"vectors, {s['search_queries']} calls.",
+                "",
+            ]
     if doc.get("preset") == "tiny":
         lines += ["Tiny models and short runs: this checks the machinery; the figures mean nothing.", ""]
     return lines
@@ -139,6 +154,14 @@ def _raw_summary(figure: Figure) -> str:
             f"ours {raw['ours']['median_ms']:.1f} ms; ctranslate2 "
             f"{raw['ctranslate2_fp32']['median_ms']:.1f} ms (median, {_sentences(raw['sentences'])})"
         )
+    if figure.key == "p5_index_images_per_s":
+        return f"{raw['images']} images in {raw['seconds']:.1f} s, {raw['batch']} per call"
+    if figure.key == "p5_search_p50_ms":
+        return (
+            f"{raw['calls']} calls over {raw['collection_size']} vectors: "
+            f"p90 {raw['english_ms']['p90']:.2f} ms; "
+            f"Chinese queries (translated) p50 {raw['chinese_ms']['p50']:.2f} ms"
+        )
     return f"p50 gRPC {raw['grpc_ms']['p50']:.2f} ms; in process {raw['in_process_ms']['p50']:.2f} ms"
 
 
@@ -147,15 +170,15 @@ def _sentences(count: int) -> str:
 
 
 def plot(figures: list[Figure], path: Path) -> None:
-    """One bar per key, value against its target (a tick); the ratios share a log axis, p4 has its own."""
+    """One bar per key, value against its target (a tick); one panel per unit, the ratios on a log axis.
+    A figure without a target is a grey bar without a tick."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ratios = [f for f in figures if f.target.unit == "x"]
-    millis = [f for f in figures if f.target.unit == "ms"]
-    panels = [group for group in (ratios, millis) if group]
+    units = list(dict.fromkeys(f.target.unit for f in figures))
+    panels = [[f for f in figures if f.target.unit == unit] for unit in units]
     heights = [max(1, len(group)) for group in panels]
     fig, axes = plt.subplots(
         len(panels), 1, figsize=(8, 1.0 + 0.55 * sum(heights)), gridspec_kw={"height_ratios": heights}
@@ -163,7 +186,7 @@ def plot(figures: list[Figure], path: Path) -> None:
     axes = [axes] if len(panels) == 1 else list(axes)
     for ax, group in zip(axes, panels, strict=True):
         _bars(ax, group)
-    fig.suptitle("crossmodal benchmark: value vs target (green: met)")
+    fig.suptitle("crossmodal benchmark: value vs target (green: met, grey: no target)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -172,14 +195,15 @@ def plot(figures: list[Figure], path: Path) -> None:
 def _bars(ax, group: list[Figure]) -> None:
     names = [f.key for f in group][::-1]
     values = [max(f.value, 1e-3) if f.target.unit == "x" else f.value for f in group][::-1]
-    colours = ["tab:green" if f.met else "tab:red" for f in group][::-1]
+    colours = [{True: "tab:green", False: "tab:red", None: "tab:grey"}[f.met] for f in group][::-1]
     ax.barh(names, values, color=colours)
     for row, figure in enumerate(group[::-1]):
-        ax.plot([figure.target.value] * 2, [row - 0.4, row + 0.4], color="black", linewidth=2)
-        arrow = "≥" if figure.target.goal == AT_LEAST else "≤"
+        target = figure.target
+        if target.has_target:
+            ax.plot([target.value] * 2, [row - 0.4, row + 0.4], color="black", linewidth=2)
         ax.annotate(
-            f"{figure.value:.3g} (target {arrow} {figure.target.value:g})",
-            (max(values[row], figure.target.value), row),
+            f"{figure.value:.3g}{_target_note(target)}",
+            (max(values[row], target.value or 0), row),
             xytext=(4, 0),
             textcoords="offset points",
             va="center",
@@ -194,8 +218,14 @@ def _bars(ax, group: list[Figure]) -> None:
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda _v, _pos: ""))
         ax.set_xlabel("ratio (log scale)")
     else:
-        ax.set_xlabel("milliseconds")
+        ax.set_xlabel("milliseconds" if group[0].target.unit == "ms" else group[0].target.unit)
     ax.margins(x=0.35)
+
+
+def _target_note(target: Target) -> str:
+    if not target.has_target:
+        return ""
+    return f" (target {'≥' if target.goal == AT_LEAST else '≤'} {target.value:g})"
 
 
 def write(out: Path, figures: list[Figure], context: dict) -> dict:

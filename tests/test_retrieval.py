@@ -163,8 +163,13 @@ def test_bad_retrieval_requests(tmp_path, exported_repository):
         for request, expected, word in cases:
             status, message = code(lambda request=request: stub.Search(request))
             assert (status, word in message) == (expected, True), (request, status, message)
-        twice = pb.IndexRequest(collection="c", items=[text, text])
-        assert code(lambda: stub.Index(twice))[0] == grpc.StatusCode.INVALID_ARGUMENT
+        odd = [text, text, pb.IndexItem(id="x" * 2000, item=pb.Item(text="long id"))]
+        reply = stub.Index(pb.IndexRequest(collection="c", items=odd))  # odd entries fail alone
+        assert reply.indexed == 1 and [(e.index, e.code) for e in reply.errors] == [
+            (1, "INVALID_ARGUMENT"),
+            (2, "INVALID_ARGUMENT"),
+        ]
+        assert "twice" in reply.errors[0].message and "1 to 1024" in reply.errors[1].message
         assert code(lambda: stub.Delete(pb.DeleteRequest(collection="nope", drop_collection=True)))[0] == (
             grpc.StatusCode.NOT_FOUND
         )

@@ -86,15 +86,16 @@ class Retrieval:
         self, collection: str, entries: list[IndexEntry], ref: ModelRef, skip_existing: bool
     ) -> IndexOutcome:
         check_collection_name(collection)
-        self._check_entries(entries)
+        problems = self._check_entries(entries)
         store = self.store
         embedder = store.embedder(collection)
         ref = self._model_for(collection, ref, embedder)
+        errors = [(position, entries[position].id, error) for position, error in sorted(problems.items())]
+        valid = [(position, e) for position, e in enumerate(entries) if position not in problems]
         skipped: set[str] = set()
         if skip_existing and embedder is not None:
-            skipped = store.existing_ids(collection, [e.id for e in entries])
-        todo = [(position, e) for position, e in enumerate(entries) if e.id not in skipped]
-        errors: list[tuple[int, str, CrossModalError]] = []
+            skipped = store.existing_ids(collection, [e.id for _, e in valid])
+        todo = [(position, e) for position, e in valid if e.id not in skipped]
         models: list[tuple[str, int]] = []
         if todo:
             item_errors: dict[int, CrossModalError] = {}
@@ -116,7 +117,8 @@ class Retrieval:
                 rows.append(Row(entry.id, result.embeddings[row], modality, entry.metadata))
             store.upsert(collection, rows)
         size = store.size(collection) if store.embedder(collection) is not None else 0
-        return IndexOutcome(len(todo) - len(errors), len(skipped), errors, size, models)
+        indexed = len(todo) - (len(errors) - len(problems))
+        return IndexOutcome(indexed, len(skipped), sorted(errors, key=lambda e: e[0]), size, models)
 
     def search(
         self, collection: str, query: Input, top_k: int, modality: str, ref: ModelRef
@@ -177,22 +179,30 @@ class Retrieval:
                 "collection, or use that version"
             )
 
-    def _check_entries(self, entries: list[IndexEntry]) -> None:
+    def _check_entries(self, entries: list[IndexEntry]) -> dict[int, CrossModalError]:
+        """Request-level problems raise; an entry's own problem (id, metadata) only fails that entry, so
+        a folder with one odd file still indexes, and resumes, past it."""
         if not entries:
             raise InvalidInput("items: empty; send at least one")
         if len(entries) > self._engine.limits.max_items:
             raise LimitExceeded(
                 f"items: {len(entries)} given; the limit is {self._engine.limits.max_items} per request"
             )
+        problems: dict[int, CrossModalError] = {}
         seen: set[str] = set()
         for position, entry in enumerate(entries):
-            if not entry.id or len(entry.id) > MAX_ID_CHARS:
-                raise InvalidInput(f"items[{position}]: id must have 1 to {MAX_ID_CHARS} characters")
-            if entry.id in seen:
-                raise InvalidInput(f"items[{position}]: id {entry.id!r} appears twice in the request")
-            seen.add(entry.id)
             size = sum(len(k) + len(v) for k, v in entry.metadata.items())
-            if size > MAX_METADATA_CHARS:
-                raise InvalidInput(
+            if not entry.id or len(entry.id) > MAX_ID_CHARS:
+                problems[position] = InvalidInput(
+                    f"items[{position}]: id must have 1 to {MAX_ID_CHARS} characters"
+                )
+            elif entry.id in seen:
+                problems[position] = InvalidInput(
+                    f"items[{position}]: id {entry.id!r} appears twice in the request"
+                )
+            elif size > MAX_METADATA_CHARS:
+                problems[position] = InvalidInput(
                     f"items[{position}]: metadata has {size} characters; at most {MAX_METADATA_CHARS}"
                 )
+            seen.add(entry.id)
+        return problems

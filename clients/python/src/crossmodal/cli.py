@@ -1,4 +1,5 @@
-"""`crossmodal` command line: encode, compare, classify, translate and model control against a server.
+"""`crossmodal` command line: encode, compare, classify, translate, model control and retrieval (index,
+search, collections, delete) against a server.
 
 Each subcommand prints a readable report, or with --json the response as protobuf JSON (proto field names).
 """
@@ -11,18 +12,20 @@ import sys
 from pathlib import Path
 
 import grpc
-from google.protobuf import json_format
 
+from crossmodal import retrieval_commands
 from crossmodal.client import CrossModalClient, Security, image_item, text_item
-from crossmodal.report import classify_report, compare_report, encode_report, translate_report
+from crossmodal.report import classify_report, compare_report, encode_report, proto_json, translate_report
 
 TOKEN_ENV = "CROSSMODAL_AUTH_TOKEN"
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, model: bool = True) -> None:
+    """The flags every subcommand takes; --model/--version only where a pipeline is chosen."""
     parser.add_argument("--server", default="127.0.0.1:8001", help="server address host:port")
-    parser.add_argument("--model", default="", help="pipeline name (empty: the server's default)")
-    parser.add_argument("--version", type=int, default=0, help="model version (0: newest ready)")
+    if model:
+        parser.add_argument("--model", default="", help="pipeline name (empty: the server's default)")
+        parser.add_argument("--version", type=int, default=0, help="model version (0: newest ready)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before the call is abandoned")
     parser.add_argument("--json", action="store_true", help="print the response as JSON (proto field names)")
     secure = parser.add_argument_group("security (for servers started with TLS or a token)")
@@ -156,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(verb, help=meaning)
         _common(command)
         command.add_argument("name", help="model folder name in the repository")
-
+    retrieval_commands.add_commands(commands, _common)
     return parser
 
 
@@ -198,6 +201,8 @@ def run(args: argparse.Namespace, client: CrossModalClient) -> str:
         return _json(response) if args.json else compare_report(response, query_names, candidate_names)
     if args.command in ("models", "load", "unload"):
         return _admin(args, client)
+    if args.command in retrieval_commands.COMMANDS:
+        return retrieval_commands.run(args, client)
     if args.command == "translate":
         response = client.translate(
             args.text,
@@ -232,7 +237,7 @@ def _admin(args: argparse.Namespace, client: CrossModalClient) -> str:
 
 
 def _json(message) -> str:
-    return json_format.MessageToJson(message, preserving_proto_field_name=True, ensure_ascii=False)
+    return proto_json(message)
 
 
 def main(argv: list[str] | None = None) -> int:

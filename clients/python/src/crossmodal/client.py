@@ -6,7 +6,7 @@ ready `crossmodal.v1.Item`. Errors surface as `grpc.RpcError` with the server's 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +87,45 @@ class _Requests:
             max_length=max_length,
             length_penalty=length_penalty,
         )
+
+    @staticmethod
+    def index(collection, items, ids, metadata, model, version, skip_existing) -> pb.IndexRequest:
+        items, ids = list(items), list(ids)
+        metadata = [{} for _ in ids] if metadata is None else list(metadata)
+        # A silent zip would index items under the wrong ids; refuse before anything is sent.
+        if not len(items) == len(ids) == len(metadata):
+            raise ValueError(
+                f"index: {len(items)} items, {len(ids)} ids and {len(metadata)} metadata entries; "
+                "give one id (and one metadata mapping, when given) per item"
+            )
+        return pb.IndexRequest(
+            collection=collection,
+            items=[
+                pb.IndexItem(id=i, item=make_item(item), metadata=_strings(meta))
+                for item, i, meta in zip(items, ids, metadata, strict=True)
+            ],
+            model=_spec(model, version),
+            skip_existing=skip_existing,
+        )
+
+    @staticmethod
+    def search(collection, query, top_k, modality, model, version) -> pb.SearchRequest:
+        return pb.SearchRequest(
+            collection=collection,
+            query=make_item(query),
+            top_k=top_k,
+            modality=modality,
+            model=_spec(model, version),
+        )
+
+    @staticmethod
+    def delete(collection, ids, drop_collection) -> pb.DeleteRequest:
+        return pb.DeleteRequest(collection=collection, ids=list(ids), drop_collection=drop_collection)
+
+
+def _strings(metadata: Mapping[str, object] | None) -> dict[str, str]:
+    """Metadata values travel as strings (proto map<string, string>); numbers are converted for the caller."""
+    return {str(key): str(value) for key, value in (metadata or {}).items()}
 
 
 @dataclass(frozen=True)
@@ -199,6 +238,45 @@ class CrossModalClient:
         request = pb.UnloadModelRequest(name=name)
         return self._stub.UnloadModel(request, timeout=self.timeout, metadata=self._metadata)
 
+    def index(
+        self,
+        collection: str,
+        items: Sequence[ItemLike],
+        ids: Sequence[str],
+        metadata: Sequence[Mapping[str, object]] | None = None,
+        model: str = "",
+        version: int = 0,
+        skip_existing: bool = False,
+    ) -> pb.IndexResponse:
+        """Adds items under the caller's ids (one metadata mapping per item, values sent as strings).
+
+        Items that fail alone (e.g. a corrupt image) come back in `errors`; the others are indexed."""
+        request = _Requests.index(collection, items, ids, metadata, model, version, skip_existing)
+        return self._stub.Index(request, timeout=self.timeout, metadata=self._metadata)
+
+    def search(
+        self,
+        collection: str,
+        query: ItemLike,
+        top_k: int = 10,
+        modality: str = "",
+        model: str = "",
+        version: int = 0,
+    ) -> pb.SearchResponse:
+        """The `top_k` items nearest to `query`; `modality` "image" or "text" keeps only that kind."""
+        request = _Requests.search(collection, query, top_k, modality, model, version)
+        return self._stub.Search(request, timeout=self.timeout, metadata=self._metadata)
+
+    def delete(
+        self, collection: str, ids: Sequence[str] = (), drop_collection: bool = False
+    ) -> pb.DeleteResponse:
+        request = _Requests.delete(collection, ids, drop_collection)
+        return self._stub.Delete(request, timeout=self.timeout, metadata=self._metadata)
+
+    def list_collections(self) -> pb.ListCollectionsResponse:
+        request = pb.ListCollectionsRequest()
+        return self._stub.ListCollections(request, timeout=self.timeout, metadata=self._metadata)
+
 
 class AsyncCrossModalClient:
     """asyncio client (grpc.aio). Use with `async with`, or await close()."""
@@ -271,3 +349,38 @@ class AsyncCrossModalClient:
     async def repository_index(self, ready_only: bool = False) -> pb.RepositoryIndexResponse:
         request = pb.RepositoryIndexRequest(ready_only=ready_only)
         return await self._stub.RepositoryIndex(request, timeout=self.timeout, metadata=self._metadata)
+
+    async def index(
+        self,
+        collection: str,
+        items: Sequence[ItemLike],
+        ids: Sequence[str],
+        metadata: Sequence[Mapping[str, object]] | None = None,
+        model: str = "",
+        version: int = 0,
+        skip_existing: bool = False,
+    ) -> pb.IndexResponse:
+        request = _Requests.index(collection, items, ids, metadata, model, version, skip_existing)
+        return await self._stub.Index(request, timeout=self.timeout, metadata=self._metadata)
+
+    async def search(
+        self,
+        collection: str,
+        query: ItemLike,
+        top_k: int = 10,
+        modality: str = "",
+        model: str = "",
+        version: int = 0,
+    ) -> pb.SearchResponse:
+        request = _Requests.search(collection, query, top_k, modality, model, version)
+        return await self._stub.Search(request, timeout=self.timeout, metadata=self._metadata)
+
+    async def delete(
+        self, collection: str, ids: Sequence[str] = (), drop_collection: bool = False
+    ) -> pb.DeleteResponse:
+        request = _Requests.delete(collection, ids, drop_collection)
+        return await self._stub.Delete(request, timeout=self.timeout, metadata=self._metadata)
+
+    async def list_collections(self) -> pb.ListCollectionsResponse:
+        request = pb.ListCollectionsRequest()
+        return await self._stub.ListCollections(request, timeout=self.timeout, metadata=self._metadata)

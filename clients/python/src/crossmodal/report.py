@@ -7,9 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from google.protobuf import json_format
+
 from crossmodal.v1 import crossmodal_pb2 as pb
 
 SHOWN_VALUES = 6
+
+
+def proto_json(message) -> str:
+    """A response as JSON with the proto field names (what --json prints)."""
+    return json_format.MessageToJson(message, preserving_proto_field_name=True, ensure_ascii=False)
 
 
 def vector(values: Sequence[float]) -> str:
@@ -105,3 +112,55 @@ def classify_report(response: pb.ClassifyResponse, descriptions: Sequence[str]) 
                 f"similarity {score.similarity * 100:.2f}%"
             )
     return "\n".join(lines)
+
+
+# Longer ids are cut in the table (the JSON output has them whole), so one odd path keeps it readable.
+MAX_ID_WIDTH = 60
+SHOWN_FAILURES = 10
+
+
+def _cell(value: str, width: int) -> str:
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def search_report(response: pb.SearchResponse, query_description: str) -> str:
+    """Hits best first: rank, cosine score, modality, id and metadata; for a text query what the server
+    made of it (language, jieba words, the translation the CLIP text tower saw)."""
+    lines = [f"model: {models(response.model)}", f"query: {query_description}"]
+    if response.HasField("query_text"):
+        lines += text_details(response.query_text)
+    if not response.hits:
+        return "\n".join([*lines, "no hits (is the collection empty, or the modality filter too strict?)"])
+    width = min(MAX_ID_WIDTH, max(len("id"), *(len(hit.id) for hit in response.hits)))
+    lines.append(f"{'rank':>4}  {'score':>7}  {'modality':8}  {'id':{width}}  metadata")
+    for rank, hit in enumerate(response.hits, 1):
+        metadata = ", ".join(f"{key}={value}" for key, value in sorted(hit.metadata.items()))
+        lines.append(
+            f"{rank:>4}  {hit.score:7.4f}  {hit.modality:8}  {_cell(hit.id, width):{width}}  {metadata}"
+        )
+    return "\n".join(lines)
+
+
+def collections_report(response: pb.ListCollectionsResponse) -> str:
+    if not response.collections:
+        return "no collections"
+    width = max(len("collection"), *(len(c.name) for c in response.collections))
+    lines = [f"{'collection':{width}}  {'size':>9}  {'pipeline':16} {'version':>7}  {'dimension':>9}"]
+    for c in response.collections:
+        lines.append(f"{c.name:{width}}  {c.size:>9}  {c.pipeline:16} {c.version:>7}  {c.dimension:>9}")
+    return "\n".join(lines)
+
+
+def index_report(summary: dict) -> str:
+    """One line of totals (`summary` as IndexSummary.as_dict gives it); the failures were reported as
+    they happened."""
+    failed = len(summary["errors"])
+    line = (
+        f"indexed {summary['indexed']}, skipped {summary['skipped']} (already present), failed {failed}; "
+        f"collection {summary['collection']} holds {summary['collection_size']} items"
+    )
+    if not failed:
+        return line
+    shown = [e["id"] for e in summary["errors"][:SHOWN_FAILURES]]
+    more = f" and {failed - len(shown)} more" if failed > len(shown) else ""
+    return f"{line}\nfailed items (reasons above): {', '.join(shown)}{more}"
