@@ -51,33 +51,38 @@ def status_code(error: CrossModalError) -> grpc.StatusCode:
 
 def handles_errors(method):
     """Turns engine errors into gRPC statuses (anything unexpected: INTERNAL, logged) and records the
-    call in the metrics: count by status code, latency, calls in flight."""
+    call in the metrics: count by status code, latency, calls in flight. The call is recorded before its
+    answer leaves, so a client that reads the metrics after its answer always finds its call there."""
     rpc = method.__name__
 
     @functools.wraps(method)
     async def wrapper(self, request, context: grpc.aio.ServicerContext):
         started = time.perf_counter()
-        code = grpc.StatusCode.OK
         metrics = self._metrics
-        if metrics:
-            metrics.in_flight.labels(rpc).inc()
-        try:
-            return await method(self, request, context)
-        except CrossModalError as error:
-            code = status_code(error)
-            await context.abort(code, str(error))
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            log.exception("%s failed unexpectedly", rpc)
-            await context.abort(code, f"{rpc}: internal error (see server log)")
-        finally:
+
+        def record(code: grpc.StatusCode) -> None:
             if metrics:
                 metrics.in_flight.labels(rpc).dec()
                 metrics.requests.labels(rpc, code.name).inc()
                 metrics.request_seconds.labels(rpc).observe(time.perf_counter() - started)
+
+        if metrics:
+            metrics.in_flight.labels(rpc).inc()
+        try:
+            response = await method(self, request, context)
+        except CrossModalError as error:
+            code, details = status_code(error), str(error)
+        except asyncio.CancelledError:
+            record(grpc.StatusCode.CANCELLED)
+            raise
+        except Exception:
+            log.exception("%s failed unexpectedly", rpc)
+            code, details = grpc.StatusCode.INTERNAL, f"{rpc}: internal error (see server log)"
+        else:
+            record(grpc.StatusCode.OK)
+            return response
+        record(code)
+        await context.abort(code, details)
 
     return wrapper
 
