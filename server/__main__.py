@@ -51,6 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "for the model batchers, which run ONNX Runtime on their own threads); more calls wait in line",
     )
     parser.add_argument(
+        "--max-concurrent-calls",
+        type=int,
+        default=512,
+        help="calls held at once (running or waiting for a worker); more are answered RESOURCE_EXHAUSTED "
+        "at once instead of queueing without bound",
+    )
+    parser.add_argument(
         "--grace-period",
         type=float,
         default=10.0,
@@ -166,6 +173,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         default_pipeline=args.default_pipeline,
         strict_gpu=args.strict_gpu,
         workers=args.workers,
+        max_concurrent_calls=args.max_concurrent_calls,
         grace_seconds=args.grace_period,
         limits=limits,
         max_queue_items=args.max_queue_items,

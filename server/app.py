@@ -94,7 +94,11 @@ class CrossModalServer:
             ("grpc.max_send_message_length", limits.max_message_bytes),
         ]
         interceptors = [BearerTokenInterceptor(config.auth_token)] if config.auth_token else []
-        self._server = grpc.aio.server(options=options, interceptors=interceptors)
+        self._server = grpc.aio.server(
+            options=options,
+            interceptors=interceptors,
+            maximum_concurrent_rpcs=config.max_concurrent_calls,  # beyond: RESOURCE_EXHAUSTED at once
+        )
         service = CrossModalService(
             self.engine, self._executor, self.controller, self.metrics, self.retrieval
         )

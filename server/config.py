@@ -61,6 +61,9 @@ class ServerConfig:
     # Threads that run the calls off the event loop: they decode, tokenise and translate, then wait while
     # model batchers run; a call waiting for its batch holds one, so there are many.
     workers: int = 64
+    # Calls the server holds at once (running or waiting for a worker); more get RESOURCE_EXHAUSTED at
+    # once instead of piling up in memory.
+    max_concurrent_calls: int = 512
     grace_seconds: float = 10.0
     limits: Limits = field(default_factory=Limits)
     max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS  # per model version, when its config sets no queue size
@@ -85,6 +88,8 @@ class ServerConfig:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.max_concurrent_calls < 1:
+            raise ValueError(f"max concurrent calls must be at least 1, got {self.max_concurrent_calls}")
         if self.grace_seconds < 0:
             raise ValueError(f"grace period must not be negative, got {self.grace_seconds}")
         if not self.default_pipeline:

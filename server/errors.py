@@ -35,3 +35,7 @@ class Cancelled(CrossModalError):
 
 class NotAllowed(CrossModalError):
     """The request is valid but not in the server's current mode (FAILED_PRECONDITION)."""
+
+
+class Unavailable(CrossModalError):
+    """A service the server depends on (the vector store) does not answer (UNAVAILABLE)."""

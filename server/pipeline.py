@@ -161,6 +161,14 @@ class ClipPipeline:
             raise InvalidInput(f"{item_name}: {error}") from error
 
 
+def _ready(repository: ModelRepository, pipeline: str, tower: str) -> list[int]:
+    """Ready versions of a tower; a tower the repository does not hold now makes the pipeline unavailable."""
+    try:
+        return repository.ready_versions(tower)
+    except ModelNotFound as error:
+        raise ModelNotReady(f"pipeline '{pipeline}': its model '{tower}' is not loaded") from error
+
+
 def _described(
     name: str, text: str, limits: Limits, item_errors: dict[int, CrossModalError] | None, row: int
 ) -> TextOutcome | None:
@@ -180,9 +188,7 @@ def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> Cl
     if not vision_name or not text_name:
         raise ModelNotReady(f"pipeline '{name}': config.pbtxt must name vision_model and text_model")
     with repository.consistent():  # no version may come or go between choosing it and taking both towers
-        common = sorted(
-            set(repository.ready_versions(vision_name)) & set(repository.ready_versions(text_name))
-        )
+        common = sorted(set(_ready(repository, name, vision_name)) & set(_ready(repository, name, text_name)))
         if version == 0:
             if not common:
                 raise ModelNotReady(
@@ -190,7 +196,9 @@ def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> Cl
                 )
             version = common[-1]
         elif version not in common:
-            raise ModelNotFound(
+            known = {s.version for tower in (vision_name, text_name) for s in repository.statuses(tower)}
+            error = ModelNotReady if version in known else ModelNotFound  # loading or leaving: retry later
+            raise error(
                 f"pipeline '{name}' has no version {version} ready in both {vision_name} and {text_name} "
                 f"(ready: {common})"
             )

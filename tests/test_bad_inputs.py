@@ -111,6 +111,7 @@ CASES = [
         ["num_hypotheses"],
     ),
     ("absurd max_length", translate(["你好"], max_length=10**9), INVALID, ["max_length"]),
+    ("absurd num_hypotheses", translate(["你好"], num_hypotheses=100_000), INVALID, ["num_hypotheses"]),
     ("NaN length penalty", translate(["你好"], length_penalty=float("nan")), INVALID, ["length_penalty"]),
     ("empty text to translate", translate(["你好", ""]), INVALID, ["texts[1]"]),
     ("message over the size limit", encode(image(b"\x00" * 3_500_000)), EXHAUSTED, []),

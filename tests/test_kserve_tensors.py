@@ -32,7 +32,7 @@ def test_raw_and_typed_contents_decode_to_the_same_tensor():
     typed = kpb.ModelInferRequest(inputs=[Input(name="x", datatype="FP32", shape=[2, 3])])
     typed.inputs[0].contents.fp32_contents.extend(values.ravel().tolist())
     for request in (raw, typed):
-        tensor = decode_inputs(request)["x"]
+        tensor = decode_inputs(request, 64)["x"]
         np.testing.assert_array_equal(tensor.data, values)
 
 
@@ -40,7 +40,10 @@ def test_raw_and_typed_contents_decode_to_the_same_tensor():
     ("tensor", "raw", "reason"),
     [
         (Input(name="x", datatype="FP32", shape=[2, 3]), b"\x00" * 20, "expected 24"),
-        (Input(name="x", datatype="FP32", shape=[-1, 3]), b"", "negative"),
+        (Input(name="x", datatype="FP32", shape=[2, -3]), b"", "negative"),
+        (Input(name="x", datatype="FP32", shape=[0, 3]), b"", "batch dimension of 1 to 64"),
+        (Input(name="x", datatype="FP32", shape=[65, 1]), b"\x00" * 260, "batch dimension of 1 to 64"),
+        (Input(name="x", datatype="BYTES", shape=[8, 9]), b"", "at most 64 BYTES"),
         (Input(name="x", datatype="COMPLEX", shape=[1]), b"\x00", "unsupported datatype"),
         (Input(name="x", datatype="BYTES", shape=[2]), encode_bytes([b"a"]), "1 BYTES elements"),
     ],
@@ -48,7 +51,7 @@ def test_raw_and_typed_contents_decode_to_the_same_tensor():
 def test_inconsistent_tensors_name_the_input_and_reason(tensor, raw, reason):
     request = kpb.ModelInferRequest(inputs=[tensor], raw_input_contents=[raw])
     with pytest.raises(InvalidInput, match=reason):
-        decode_inputs(request)
+        decode_inputs(request, 64)
 
 
 def test_raw_contents_must_cover_every_input():
@@ -57,7 +60,7 @@ def test_raw_contents_must_cover_every_input():
         raw_input_contents=[np.int64(1).tobytes()],
     )
     with pytest.raises(InvalidInput, match="1 entries for 2 inputs"):
-        decode_inputs(request)
+        decode_inputs(request, 64)
 
 
 def test_outputs_encode_little_endian_and_bytes():
@@ -65,3 +68,10 @@ def test_outputs_encode_little_endian_and_bytes():
     assert raw_contents(numbers) == np.array([1.5, -2.0], dtype="<f4").tobytes()
     texts = Tensor("t", "BYTES", (2,), [b"ab", b""])
     assert raw_contents(texts) == b"\x02\x00\x00\x00ab\x00\x00\x00\x00"
+
+
+def test_typed_values_that_do_not_fit_the_datatype_are_invalid():
+    request = kpb.ModelInferRequest(inputs=[Input(name="x", datatype="UINT8", shape=[1])])
+    request.inputs[0].contents.uint_contents.append(300)
+    with pytest.raises(InvalidInput, match="does not fit UINT8"):
+        decode_inputs(request, 64)

@@ -101,7 +101,8 @@ def test_explicit_mode_loads_and_unloads_on_request(tmp_path, capsys):
         assert health(address, "crossmodal.v1.CrossModal") == NOT_SERVING  # towers not loaded yet
         with pytest.raises(grpc.RpcError) as missing:
             client.encode(["a dog"])
-        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        assert missing.value.code() == grpc.StatusCode.UNAVAILABLE  # its towers are not loaded (yet)
+        assert "not loaded" in missing.value.details()
         for name in ("clip_vision", "clip_text"):
             loaded = client.load_model(name).models
             assert [(m.version, m.state) for m in loaded] == [(1, "READY")]
@@ -112,7 +113,7 @@ def test_explicit_mode_loads_and_unloads_on_request(tmp_path, capsys):
         assert cli_main(["unload", "--server", address, "clip_text"]) == 0
         with pytest.raises(grpc.RpcError) as gone:
             client.encode(["a dog"])
-        assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+        assert gone.value.code() == grpc.StatusCode.UNAVAILABLE
         assert health(address, "clip_text") == NOT_SERVING
         for name, code in (
             ("../clip_text", grpc.StatusCode.INVALID_ARGUMENT),

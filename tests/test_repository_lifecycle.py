@@ -61,3 +61,18 @@ def test_a_bad_config_keeps_the_loaded_versions_serving(repository):
 def test_model_names_cannot_leave_the_repository(repository, name):
     with pytest.raises(InvalidInput, match="plain folder name"):
         repository.load_model(name)
+
+
+def test_a_model_whose_files_break_its_constructor_is_recorded_not_fatal(tmp_path):
+    copy = tmp_path / "repository"
+    shutil.copytree(ROOT / "model_repository", copy)
+    generation = copy / "opus_mt_zh_en" / "1" / "generation_config.json"
+    generation.write_text(generation.read_text().replace('"num_beams": ', '"num_beams": null, "x": '))
+    broken = ModelRepository(copy, SessionFactory())
+    broken.load_all()  # does not raise
+    try:
+        status = broken.statuses("opus_mt_zh_en")[0]
+        assert status.state is State.UNAVAILABLE and "cannot load" in status.reason
+        assert states(broken, "clip_text") == [(1, State.READY)]
+    finally:
+        broken.close()

@@ -60,3 +60,21 @@ def test_draining_health_is_not_serving():
         for name in ("", "crossmodal.v1.CrossModal", "clip", "clip_vision"):
             status = stub.Check(health_pb2.HealthCheckRequest(service=name)).status
             assert status == health_pb2.HealthCheckResponse.NOT_SERVING, name
+
+
+def test_calls_beyond_the_concurrency_limit_are_refused_at_once(slow_repository):
+    with (
+        running_server(slow_repository, "--max-concurrent-calls", "3") as (address, _),
+        CrossModalClient(address, timeout=30) as client,
+        ThreadPoolExecutor(8) as pool,
+    ):
+        calls = [pool.submit(client.encode, [f"call {i}"]) for i in range(8)]
+        codes = []
+        for call in calls:
+            try:
+                call.result(timeout=30)
+                codes.append("OK")
+            except grpc.RpcError as error:
+                codes.append(error.code().name)
+    assert codes.count("OK") >= 1 and "RESOURCE_EXHAUSTED" in codes, codes
+    assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}

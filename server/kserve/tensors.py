@@ -53,8 +53,9 @@ class Tensor:
     data: np.ndarray | list[bytes]  # numeric array in `shape`, or BYTES elements, flattened
 
 
-def decode_inputs(request) -> dict[str, Tensor]:
-    """The request's input tensors by name (raw_input_contents or typed contents)."""
+def decode_inputs(request, max_rows: int) -> dict[str, Tensor]:
+    """The request's input tensors by name (raw_input_contents or typed contents). The first dimension is
+    the batch: at least 1 and at most `max_rows` (the server's items-per-request limit)."""
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
         raise InvalidInput(f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs")
@@ -62,6 +63,13 @@ def decode_inputs(request) -> dict[str, Tensor]:
     for index, spec in enumerate(request.inputs):
         if spec.name in tensors:
             raise InvalidInput(f"input '{spec.name}' is given twice")
+        shape = list(spec.shape)
+        if not shape or not 1 <= shape[0] <= max_rows:
+            raise InvalidInput(
+                f"input '{spec.name}': shape {shape} needs a batch dimension of 1 to {max_rows} first"
+            )
+        if spec.datatype == "BYTES" and math.prod(shape) > max_rows:
+            raise InvalidInput(f"input '{spec.name}': at most {max_rows} BYTES elements, shape {shape}")
         tensors[spec.name] = _decode(spec, raw[index] if raw else None)
     return tensors
 
@@ -90,7 +98,12 @@ def _decode(spec, raw: bytes | None) -> Tensor:
         field = CONTENTS_FIELD.get(datatype)
         if field is None:
             raise InvalidInput(f"input '{name}': {datatype} needs raw_input_contents")
-        array = np.asarray(getattr(spec.contents, field), dtype=dtype)
+        values = list(getattr(spec.contents, field))
+        if dtype.kind in "iu" and values:
+            bounds = np.iinfo(dtype)  # the typed fields are wider than INT8/UINT8/...: check, never wrap
+            if min(values) < bounds.min or max(values) > bounds.max:
+                raise InvalidInput(f"input '{name}': a value does not fit {datatype}")
+        array = np.asarray(values, dtype=dtype)
         if array.size != count:
             raise InvalidInput(f"input '{name}': {array.size} elements for shape {list(shape)}")
     return Tensor(name, datatype, shape, array.reshape(shape))

@@ -69,3 +69,5 @@ class ClipTextModel(OnnxModel):
 
     def close(self) -> None:
         self.batcher.stop()
+        # Frees the ONNX Runtime session (GPU memory) now, not at some later garbage collection.
+        self.session = self.loaded = None

@@ -48,3 +48,5 @@ class ClipVisionModel(OnnxModel):
 
     def close(self) -> None:
         self.batcher.stop()
+        # Frees the ONNX Runtime session (GPU memory) now, not at some later garbage collection.
+        self.session = self.loaded = None

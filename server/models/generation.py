@@ -92,8 +92,10 @@ def search_settings(
     """Merges defaults and request options; a bad option raises InvalidInput naming it."""
     if options.num_beams < 0 or options.num_beams > MAX_BEAMS:
         raise InvalidInput(f"num_beams must be 0 (model default) or 1..{MAX_BEAMS}, got {options.num_beams}")
-    if options.num_hypotheses < 0:
-        raise InvalidInput(f"num_hypotheses must not be negative, got {options.num_hypotheses}")
+    if not 0 <= options.num_hypotheses <= MAX_BEAMS:
+        raise InvalidInput(
+            f"num_hypotheses must be 0 (default) or 1..{MAX_BEAMS}, got {options.num_hypotheses}"
+        )
     if options.max_length < 0 or options.max_length == 1 or options.max_length > max_positions:
         raise InvalidInput(
             f"max_length must be 0 (model default) or 2..{max_positions} (decoder length including the start "

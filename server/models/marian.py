@@ -118,3 +118,4 @@ class MarianModel:
 
     def close(self) -> None:
         self.batcher.stop()
+        self.graphs = None  # frees the ONNX Runtime sessions (GPU memory) now, not at a GC cycle

@@ -99,7 +99,11 @@ class ModelRepository:
     def load_all(self) -> None:
         """Loads every model folder (one with a config.pbtxt); failures are recorded, never fatal."""
         for name in self.model_names_on_disk():
-            self.load_model(name)
+            try:
+                self.load_model(name)
+            except Exception as error:  # one odd model folder never stops the others (nor the server)
+                log.exception("model %s failed to load", name)
+                self._model_failed(name, f"{type(error).__name__}: {error}")
 
     def poll(self) -> list[str]:
         """Loads what changed on disk since the last look, unloads what disappeared; returns the names."""
@@ -133,7 +137,7 @@ class ModelRepository:
                     raise ModelLoadError(
                         f"model '{name}': no version folders (positive integers) in {model_dir}"
                     )
-            except ModelLoadError as error:
+            except (ModelLoadError, OSError) as error:
                 self._model_failed(name, str(error))
                 return self.statuses(name)
             changed = now.changed_versions(before)
@@ -153,16 +157,20 @@ class ModelRepository:
     def unload_model(self, name: str) -> None:
         """Takes every version of `name` out of selection; each closes after its last call."""
         check_model_name(name)
-        with self._changes, self._lock:
-            self._seen.pop(name, None)
-            if self._pipelines.pop(name, None) is not None:
-                log.info("pipeline %s: unloaded", name)
-                return
-            versions = self._versions.pop(name, None)
-            if versions is None:
-                raise ModelNotFound(f"no model named '{name}' is loaded")
-            for status in versions.values():
-                self._start_unloading(status)
+        idle: list[VersionStatus] = []
+        with self._changes:
+            with self._lock:
+                self._seen.pop(name, None)
+                if self._pipelines.pop(name, None) is not None:
+                    log.info("pipeline %s: unloaded", name)
+                else:
+                    versions = self._versions.pop(name, None)
+                    if versions is None:
+                        raise ModelNotFound(f"no model named '{name}' is loaded")
+                    for status in versions.values():
+                        self._start_unloading(status, idle)
+            self._close_all(idle)
+            self._unload_leavers()  # versions kept for a pipeline may be free to go now
 
     def _load_version(self, source: ModelSource) -> None:
         name, version = source.name, source.version
@@ -180,13 +188,16 @@ class ModelRepository:
             return
         if self._batch_observer is not None:
             model.batcher.observer = self._batch_observer(name, version)
+        idle: list[VersionStatus] = []
         with self._lock:
             if serving is not None and serving.state is State.READY:
-                self._start_unloading(serving)  # the previous load of this version finishes its calls
+                self._start_unloading(serving, idle)  # the previous load of this version finishes its calls
             self._put(VersionStatus(name, version, State.READY, model=model))
+        self._close_all(idle)
         log.info("model %s version %d: READY on %s (%s)", name, version, model.provider, model.model_type)
 
     def _unload_leavers(self) -> None:
+        idle: list[VersionStatus] = []
         with self._lock:
             for name, versions in self._versions.items():
                 for status in list(versions.values()):
@@ -198,7 +209,8 @@ class ModelRepository:
                         )
                         continue
                     del versions[status.version]
-                    self._start_unloading(status)
+                    self._start_unloading(status, idle)
+        self._close_all(idle)
 
     def _needed(self, status: VersionStatus) -> bool:
         """Would some pipeline lose its last usable version if `status` went now?"""
@@ -221,17 +233,22 @@ class ModelRepository:
                 return True
         return False
 
-    def _start_unloading(self, status: VersionStatus) -> None:
+    def _start_unloading(self, status: VersionStatus, idle: list[VersionStatus]) -> None:
+        """Takes `status` out of selection; when no call holds it, it joins `idle`, which the caller closes
+        after releasing the table lock (closing joins the batcher's threads, which may still finish a run)."""
         with self._lock:
             if status.state is not State.READY:
                 return
             status.state, status.reason = State.UNLOADING, "being replaced or removed"
             self._unloading.append(status)
-            idle = status.leases == 0
+            if status.leases == 0:
+                idle.append(status)
         log.info(
             "model %s version %d: UNLOADING (%d calls in flight)", status.name, status.version, status.leases
         )
-        if idle:
+
+    def _close_all(self, statuses: list[VersionStatus]) -> None:
+        for status in statuses:
             self._close(status)
 
     def _close(self, status: VersionStatus) -> None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from crossmodal.v1 import model_config_pb2 as mc
 from server.errors import ModelLoadError
+
+VERSION_FOLDER = re.compile(r"[1-9][0-9]{0,17}")  # ASCII digits only: str.isdigit() also takes '²'
 
 
 def discover_versions(model_dir: Path) -> list[int]:
     """Positive integer sub-folders, ascending; anything else (e.g. `tmp`, `0`, `01x`) is not a version."""
     versions = []
     for child in model_dir.iterdir():
-        if child.is_dir() and child.name.isdigit() and not child.name.startswith("0"):
+        if child.is_dir() and VERSION_FOLDER.fullmatch(child.name):
             versions.append(int(child.name))
     return sorted(versions)
 

@@ -7,6 +7,7 @@ the collection's own pipeline and version, so a collection keeps working when a 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from server.engine import Engine
-from server.errors import CrossModalError, InvalidInput, LimitExceeded, NotAllowed
+from server.errors import CrossModalError, InvalidInput, LimitExceeded, NotAllowed, Unavailable
 from server.inputs import ImageInput, Input, ModelRef, TextOutcome
 from server.retrieval.store import (
     MAX_ID_CHARS,
@@ -61,6 +62,21 @@ class CollectionSummary:
     embedder: Embedder
 
 
+def store_errors(method):
+    """The vector store not answering is UNAVAILABLE for the caller, with the store's reason."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        from pymilvus.exceptions import MilvusException  # here: importing pymilvus takes half a second
+
+        try:
+            return method(self, *args, **kwargs)
+        except MilvusException as error:
+            raise Unavailable(f"vector store: {error}") from error
+
+    return guarded
+
+
 class Retrieval:
     def __init__(self, engine: Engine, open_store: Callable[[], VectorStore]) -> None:
         self._engine = engine
@@ -82,6 +98,7 @@ class Retrieval:
                 self._store.close()
                 self._store = None
 
+    @store_errors
     def index(
         self, collection: str, entries: list[IndexEntry], ref: ModelRef, skip_existing: bool
     ) -> IndexOutcome:
@@ -104,10 +121,7 @@ class Retrieval:
             made = Embedder(
                 ref.name or self._engine.default_pipeline, result.models[0][1], result.embeddings.shape[1]
             )
-            if embedder is None:
-                store.create(collection, made)
-            else:
-                self._check_embedder(collection, embedder, made)
+            self._check_embedder(collection, store.create(collection, made), made)
             rows = []
             for row, (position, entry) in enumerate(todo):
                 if row in item_errors:
@@ -120,6 +134,7 @@ class Retrieval:
         indexed = len(todo) - (len(errors) - len(problems))
         return IndexOutcome(indexed, len(skipped), sorted(errors, key=lambda e: e[0]), size, models)
 
+    @store_errors
     def search(
         self, collection: str, query: Input, top_k: int, modality: str, ref: ModelRef
     ) -> SearchOutcome:
@@ -139,6 +154,7 @@ class Retrieval:
         hits = store.search(collection, np.asarray(vector), top_k or DEFAULT_TOP_K, modality)
         return SearchOutcome(hits, result.texts[0] if result.texts else None, result.models)
 
+    @store_errors
     def delete(self, collection: str, ids: list[str], drop_collection: bool) -> int:
         check_collection_name(collection)
         if drop_collection:
@@ -149,6 +165,7 @@ class Retrieval:
             raise InvalidInput("ids: empty; name the items to delete, or set drop_collection")
         return self.store.delete(collection, ids)
 
+    @store_errors
     def collections(self) -> list[CollectionSummary]:
         store = self.store
         summaries = []

@@ -7,6 +7,7 @@ catalogue collection beside them, so it survives restarts and is shared by every
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -21,7 +22,14 @@ log = logging.getLogger(__name__)
 CATALOGUE = "crossmodal_catalogue"
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,199}")
 MAX_ID_CHARS = 1024
+TIMEOUT = 60.0  # seconds for any one Milvus call: a hung store must not hold a worker thread for ever
 MODALITIES = ("image", "text")
+
+
+def row_key(item_id: str) -> str:
+    """The primary key of an item: a digest of the caller's id. Milvus builds filter expressions from
+    primary keys as text, so any id (quotes, backslashes, any script) must never reach one as it is."""
+    return hashlib.sha256(item_id.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -81,14 +89,18 @@ class VectorStore:
         info = found[0]["info"]
         return Embedder(info["pipeline"], int(info["version"]), int(info["dimension"]))
 
-    def create(self, name: str, embedder: Embedder) -> None:
+    def create(self, name: str, embedder: Embedder) -> Embedder:
+        """Creates the collection for `embedder`, unless it exists; returns the embedder it really has
+        (two first Index calls may race: the second must check against what the first created)."""
         from pymilvus import DataType
 
         with self._lock:
-            if self.embedder(name) is not None:
-                return
+            existing = self.embedder(name)
+            if existing is not None:
+                return existing
             schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_CHARS)
+            schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=64)
+            schema.add_field("id", DataType.VARCHAR, max_length=MAX_ID_CHARS)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=embedder.dimension)
             schema.add_field("modality", DataType.VARCHAR, max_length=16)
             schema.add_field("metadata", DataType.JSON)
@@ -102,6 +114,7 @@ class VectorStore:
             }
             self._client.upsert(CATALOGUE, [{"id": name, "vector": [1.0, 0.0], "info": info}])
             log.info("collection %s created for %s version %d", name, embedder.pipeline, embedder.version)
+            return embedder
 
     def drop(self, name: str) -> int:
         with self._lock:
@@ -128,22 +141,31 @@ class VectorStore:
         self._require(name)
         if not ids:
             return set()
-        return {row["id"] for row in self._client.query(name, ids=ids, output_fields=["id"])}
+        keys = [row_key(i) for i in ids]
+        return {
+            row["id"] for row in self._client.query(name, ids=keys, output_fields=["id"], timeout=TIMEOUT)
+        }
 
     def upsert(self, name: str, rows: list[Row]) -> None:
         self._require(name)
         if rows:
             data = [
-                {"id": r.id, "vector": r.vector.tolist(), "modality": r.modality, "metadata": r.metadata}
+                {
+                    "key": row_key(r.id),
+                    "id": r.id,
+                    "vector": r.vector.tolist(),
+                    "modality": r.modality,
+                    "metadata": r.metadata,
+                }
                 for r in rows
             ]
-            self._client.upsert(name, data)
+            self._client.upsert(name, data, timeout=TIMEOUT)
             self._unsealed.add(name)
 
     def delete(self, name: str, ids: list[str]) -> int:
         present = self.existing_ids(name, ids)
         if present:
-            self._client.delete(name, ids=sorted(present))
+            self._client.delete(name, ids=sorted(row_key(i) for i in present), timeout=TIMEOUT)
             self._unsealed.add(name)
         return len(present)
 
@@ -155,12 +177,13 @@ class VectorStore:
             data=[vector.tolist()],
             limit=top_k,
             filter=f'modality == "{modality}"' if modality else "",
-            output_fields=["modality", "metadata"],
+            output_fields=["id", "modality", "metadata"],
+            timeout=TIMEOUT,
             search_params={"metric_type": "IP"},
         )[0]
         return [
             Hit(
-                hit["id"],
+                hit["entity"]["id"],
                 float(hit["distance"]),
                 hit["entity"]["modality"],
                 dict(hit["entity"]["metadata"] or {}),

@@ -19,6 +19,7 @@ CPU = "CPUExecutionProvider"
 class ProviderRequest:
     wants_gpu: bool
     device_id: int = 0
+    required: bool = False  # KIND_GPU: --strict-gpu refuses to fall back; KIND_AUTO always may
 
     def providers(self) -> list:
         if self.wants_gpu:
@@ -39,4 +40,6 @@ def provider_request(config: mc.ModelConfig) -> ProviderRequest:
     if group.kind == mc.ModelInstanceGroup.KIND_MODEL:
         return ProviderRequest(wants_gpu=False)
     device = group.gpus[0] if group.gpus else 0
-    return ProviderRequest(wants_gpu=True, device_id=device)
+    return ProviderRequest(
+        wants_gpu=True, device_id=device, required=group.kind == mc.ModelInstanceGroup.KIND_GPU
+    )

@@ -35,7 +35,14 @@ def backend_class(config: mc.ModelConfig) -> type[ServedModel]:
 
 def build_model(source: ModelSource, factory: SessionFactory) -> ServedModel:
     """Loads one version and warms it up; only a warmed model is ever reported ready."""
-    model = backend_class(source.config)(source, factory)
+    try:
+        model = backend_class(source.config)(source, factory)
+    except ModelLoadError:
+        raise
+    except Exception as error:  # odd files (a null in a JSON, a bad number) are load failures with a reason
+        raise ModelLoadError(
+            f"model '{source.name}' version {source.version}: cannot load: {type(error).__name__}: {error}"
+        ) from error
     try:
         model.warmup()
     except Exception as error:  # a graph that loads but cannot run is a load failure, with its reason

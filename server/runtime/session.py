@@ -111,11 +111,12 @@ class SessionFactory:
             raise ModelLoadError(f"model '{config.name}': missing file {model_path.name}")
         session = self._open(model_path, config, request, settings)
         if request.wants_gpu and CUDA not in session.get_providers():
+            kind = "KIND_GPU" if request.required else "KIND_AUTO"
             reason = (
-                f"model '{config.name}' asks for {request.describe()} (instance_group KIND_GPU) "
+                f"model '{config.name}' asks for {request.describe()} (instance_group {kind}) "
                 "but CUDA is not available to ONNX Runtime here"
             )
-            if self.strict_gpu:
+            if self.strict_gpu and request.required:
                 raise ModelLoadError(f"{reason}; refusing to load because the server runs with --strict-gpu")
             log.warning("%s; running it on CPU instead", reason)
             return LoadedSession(session, "CPU", fell_back=True)

@@ -23,6 +23,7 @@ from server.errors import (
     ModelNotReady,
     NotAllowed,
     Overloaded,
+    Unavailable,
 )
 from server.metrics import ServerMetrics
 from server.model_control import ModelController
@@ -39,6 +40,7 @@ STATUS_OF = {
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Cancelled: grpc.StatusCode.CANCELLED,
     NotAllowed: grpc.StatusCode.FAILED_PRECONDITION,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
 

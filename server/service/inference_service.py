@@ -19,6 +19,7 @@ from server.metrics import ServerMetrics
 from server.model_control import ModelController
 from server.pipeline import pipeline_ready, pipeline_versions
 from server.repository.repository import State
+from server.repository.versions import VERSION_FOLDER
 from server.service import convert
 from server.service.crossmodal_service import handles_errors, run_in_worker
 
@@ -31,7 +32,7 @@ def version_number(text: str) -> int:
     """Protocol versions are strings; "" means the newest ready one (0 here)."""
     if not text:
         return 0
-    if not text.isdigit() or int(text) < 1:
+    if not VERSION_FOLDER.fullmatch(text):
         raise InvalidInput(f"model version must be a positive integer, got {text!r}")
     return int(text)
 
@@ -129,15 +130,8 @@ class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
 
     @handles_errors
     async def ModelInfer(self, request, context) -> kpb.ModelInferResponse:
-        inputs = decode_inputs(request)
         version, outputs = await run_in_worker(
-            self._executor,
-            exposed_models.infer,
-            self._engine,
-            request.model_name,
-            version_number(request.model_version),
-            inputs,
-            parameter_values(request.parameters),
+            self._executor, self._infer, request, version_number(request.model_version)
         )
         wanted = [o.name for o in request.outputs]
         unknown = sorted(set(wanted) - {t.name for t in outputs})
@@ -199,6 +193,12 @@ class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelUnload(self, request, context) -> kpb.RepositoryModelUnloadResponse:
         await self._controller.unload(request.model_name)
         return kpb.RepositoryModelUnloadResponse()
+
+    def _infer(self, request, version: int):
+        """Off the event loop: decoding a large BYTES tensor is Python work worth a worker thread."""
+        inputs = decode_inputs(request, self._engine.limits.max_items)
+        parameters = parameter_values(request.parameters)
+        return exposed_models.infer(self._engine, request.model_name, version, inputs, parameters)
 
     def _model_ready(self, name: str, version: int) -> bool:
         if self._repository.is_pipeline(name):
