@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -223,6 +224,10 @@ async def serve(config: ServerConfig) -> None:
     if starting.done():
         starting.result()  # a server that cannot listen ends here, with the reason
         await signalled
+    else:
+        starting.cancel()  # signalled during the start-up load: the load stops at its next model
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
     log.info("signal received: stopping")
     await server.stop()
 

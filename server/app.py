@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -143,6 +144,8 @@ class CrossModalServer:
         await self.health.drain()
         if self._polling is not None:
             self._polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._polling
         if self._server is not None:
             log.info("draining: finishing in-flight calls (grace %.1fs)", self.config.grace_seconds)
             await self._server.stop(self.config.grace_seconds)

@@ -78,3 +78,26 @@ def test_calls_beyond_the_concurrency_limit_are_refused_at_once(slow_repository)
                 codes.append(error.code().name)
     assert codes.count("OK") >= 1 and "RESOURCE_EXHAUSTED" in codes, codes
     assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}
+
+
+def test_sigterm_during_the_start_up_load_exits_cleanly():
+    import subprocess
+    import sys
+
+    from tools.local_server import free_port, listening
+
+    port = free_port()
+    command = [sys.executable, "-m", "server", "--model-repository", str(ROOT / "model_repository")]
+    command += ["--port", str(port), "--metrics-port", "0"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not listening("127.0.0.1", port) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)  # the port opens before the models load
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output[-3000:]
+    assert "signal received: stopping" in output and "stopped" in output

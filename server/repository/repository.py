@@ -86,6 +86,7 @@ class ModelRepository:
         self._pipelines: dict[str, mc.ModelConfig] = {}
         self._unloading: list[VersionStatus] = []
         self._seen: dict[str, Fingerprint] = {}
+        self._closing = False  # set by close(): loads still running stop at the next model
 
     # -- what is on disk ---------------------------------------------------------------------------------
 
@@ -99,6 +100,9 @@ class ModelRepository:
     def load_all(self) -> None:
         """Loads every model folder (one with a config.pbtxt); failures are recorded, never fatal."""
         for name in self.model_names_on_disk():
+            if self._closing:
+                log.info("repository closing: the start-up load stops before %s", name)
+                return
             try:
                 self.load_model(name)
             except Exception as error:  # one odd model folder never stops the others (nor the server)
@@ -185,6 +189,9 @@ class ModelRepository:
                 serving.reason = f"reload failed, still serving the previous load: {error}"
             else:
                 self._put(VersionStatus(name, version, State.UNAVAILABLE, str(error)))
+            return
+        if self._closing:  # the server stopped while this version loaded: it never serves
+            model.close()
             return
         if self._batch_observer is not None:
             model.batcher.observer = self._batch_observer(name, version)
@@ -369,7 +376,8 @@ class ModelRepository:
             return sorted(self._pipelines)
 
     def close(self) -> None:
-        """Stops every loaded version (their queued work finishes first)."""
+        """Stops every loaded version (their queued work finishes first); loads still running stop."""
+        self._closing = True
         for status in self.index():
             if status.model is not None:
                 status.model.close()
