@@ -233,7 +233,8 @@ class ModelRepository:
             vision, text = parameter(config, "vision_model"), parameter(config, "text_model")
             if status.name in (vision, text):
                 usable_now = ready(vision, True) & ready(text, True)
-                if usable_now and not ready(vision, False) & ready(text, False):
+                # Only a version the towers share can serve: keep it while no kept version is shared.
+                if status.version in usable_now and not ready(vision, False) & ready(text, False):
                     return True
             translator = parameter(config, "translator")
             if status.name == translator and ready(translator, True) and not ready(translator, False):
