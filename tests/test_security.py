@@ -113,3 +113,30 @@ def test_the_token_can_come_from_the_environment(monkeypatch):
         with CrossModalClient(address, timeout=10) as client, pytest.raises(grpc.RpcError) as refused:
             client.encode(["a dog"])
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_the_load_tester_speaks_to_a_token_server_and_never_writes_the_token(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    token_file = tmp_path / "token"
+    token_file.write_text("load-token-123\n")
+    with running_server(REPOSITORY, "--auth-token-file", str(token_file)) as (address, _):
+        host, port = address.rsplit(":", 1)
+        command = [sys.executable, "-m", "crossmodal_loadtest", "--host", host, "--port", port]
+        command += ["--concurrency", "2", "--requests", "20", "--warmup-requests", "2", "--no-progress"]
+        command += ["--mix", "encode_texts=1,compare=1"]
+        report_path = tmp_path / "run.json"
+        with_token = subprocess.run(
+            [*command, "--token-file", str(token_file), "--json", str(report_path)],
+            capture_output=True,
+            text=True,
+        )
+        without = subprocess.run([*command, "--fail-on-error"], capture_output=True, text=True)
+    assert with_token.returncode == 0, with_token.stdout + with_token.stderr
+    report = report_path.read_text()
+    assert "load-token-123" not in report
+    stage = json.loads(report)["stages"][0]["total"]
+    assert stage["succeeded"] == stage["requests"] > 0
+    assert without.returncode == 1 and "UNAUTHENTICATED" in without.stdout + without.stderr

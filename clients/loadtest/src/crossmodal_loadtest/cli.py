@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from crossmodal.cli import add_security_arguments, security
 from crossmodal_loadtest.config import CONCURRENCY, RATE, LoadConfig, Stage
 from crossmodal_loadtest.mix import DEFAULT_MIX, OPERATIONS, OperationMix
 from crossmodal_loadtest.plot import plot_latency_vs_throughput
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="seconds to wait for the server to accept a connection before giving up (default: %(default)s)",
     )
+
+    add_security_arguments(parser)
 
     stages = parser.add_argument_group("stages (each one warm-up, then measurement)")
     stages.add_argument(
@@ -222,6 +225,7 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         version=args.version,
         timeout=args.timeout,
         connect_timeout=args.connect_timeout,
+        security=security(args),
         mix=args.mix,
         languages=tuple(part.strip() for part in args.languages.split(",") if part.strip()),
         batch_items=args.batch_items,

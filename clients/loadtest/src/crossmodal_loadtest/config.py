@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from crossmodal import Security
 from crossmodal_loadtest.mix import DEFAULT_MIX, OperationMix
 
 CONCURRENCY = "concurrency"
@@ -55,6 +56,7 @@ class LoadConfig:
     warmup_requests: int = 0
     seed: int = 0
     connect_timeout: float = 10.0
+    security: Security | None = None  # TLS / bearer token; never written into reports
     # Free-form labels copied into the report (e.g. the server build or hardware under test).
     tags: dict[str, str] = field(default_factory=dict)
 

@@ -45,7 +45,10 @@ class LoadReport:
 
     def to_dict(self) -> dict:
         config = asdict(self.config)
+        security = config.pop("security")
         config.update(
+            tls=bool(security and (security.get("tls") or security.get("root_certificates"))),
+            token=bool(security and security.get("token")),  # whether one was sent, never the token
             stages=[{"mode": s.mode, "level": s.level, "name": s.name} for s in self.config.stages],
             mix=dict(self.config.mix.weights),
             image_dir=str(self.config.image_dir) if self.config.image_dir else None,

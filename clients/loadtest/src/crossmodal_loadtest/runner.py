@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import grpc
 
-from crossmodal.client import AsyncCrossModalClient, CrossModalClient
+from crossmodal.client import AsyncCrossModalClient, CrossModalClient, Security
 from crossmodal_loadtest.config import CONCURRENCY, LoadConfig, Stage
 from crossmodal_loadtest.drivers import StageContext, run_closed_loop, run_open_loop
 from crossmodal_loadtest.inputs import InputPool
@@ -31,10 +31,12 @@ def run_load(config: LoadConfig, show_progress: bool = False) -> LoadReport:
 
 async def run_load_async(config: LoadConfig, show_progress: bool = False) -> LoadReport:
     pool = InputPool.build(config.image_size, config.image_dir, config.languages, config.seed)
-    await asyncio.to_thread(wait_for_server, config.target, config.connect_timeout)
+    await asyncio.to_thread(wait_for_server, config.target, config.connect_timeout, config.security)
     started_at = _now()
     stages = []
-    async with AsyncCrossModalClient(config.target, timeout=config.timeout) as client:
+    async with AsyncCrossModalClient(
+        config.target, timeout=config.timeout, security=config.security
+    ) as client:
         for index, stage in enumerate(config.stages):
             stages.append(await run_stage(client, config, pool, stage, index, show_progress))
     return LoadReport(
@@ -71,9 +73,9 @@ async def run_stage(
     return StageResult(stage=stage, operations=operations, total=total, send_lag=send_lag)
 
 
-def wait_for_server(target: str, timeout: float) -> None:
+def wait_for_server(target: str, timeout: float, security: Security | None = None) -> None:
     """Returns once a connection to `target` is up; raises ServerUnreachable after `timeout` seconds."""
-    with CrossModalClient(target) as client:
+    with CrossModalClient(target, security=security) as client:
         try:
             client.wait_until_ready(timeout=timeout)
         except grpc.FutureTimeoutError:

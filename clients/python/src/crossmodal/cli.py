@@ -28,6 +28,11 @@ def _common(parser: argparse.ArgumentParser, model: bool = True) -> None:
         parser.add_argument("--version", type=int, default=0, help="model version (0: newest ready)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before the call is abandoned")
     parser.add_argument("--json", action="store_true", help="print the response as JSON (proto field names)")
+    add_security_arguments(parser)
+
+
+def add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    """--tls, --tls-ca, --tls-cert, --tls-key, --token-file; `security(args)` turns them into a Security."""
     secure = parser.add_argument_group("security (for servers started with TLS or a token)")
     secure.add_argument("--tls", action="store_true", help="use TLS with the system's trusted CAs")
     secure.add_argument(
