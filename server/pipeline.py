@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from crossmodal.v1 import model_config_pb2 as mc
 from server.config import Limits
 from server.errors import (
     CrossModalError,
@@ -181,14 +182,23 @@ def _described(
         return None
 
 
-def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> ClipPipeline:
-    config = repository.pipeline_config(name)
-    vision_name = parameter(config, "vision_model")
-    text_name = parameter(config, "text_model")
+def _towers(config: mc.ModelConfig, name: str) -> tuple[str, str]:
+    vision_name, text_name = parameter(config, "vision_model"), parameter(config, "text_model")
     if not vision_name or not text_name:
         raise ModelNotReady(f"pipeline '{name}': config.pbtxt must name vision_model and text_model")
+    return vision_name, text_name
+
+
+def _common_versions(repository: ModelRepository, name: str, towers: tuple[str, str]) -> list[int]:
+    """Versions ready in both towers; raises when a tower is not loaded."""
+    return sorted(set(_ready(repository, name, towers[0])) & set(_ready(repository, name, towers[1])))
+
+
+def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> ClipPipeline:
+    config = repository.pipeline_config(name)
+    vision_name, text_name = towers = _towers(config, name)
     with repository.consistent():  # no version may come or go between choosing it and taking both towers
-        common = sorted(set(_ready(repository, name, vision_name)) & set(_ready(repository, name, text_name)))
+        common = _common_versions(repository, name, towers)
         if version == 0:
             if not common:
                 raise ModelNotReady(
@@ -212,11 +222,7 @@ def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> Cl
 def pipeline_versions(repository: ModelRepository, name: str) -> list[int]:
     """The versions the pipeline can serve now: ready in both towers."""
     try:
-        config = repository.pipeline_config(name)
-        towers = [parameter(config, "vision_model"), parameter(config, "text_model")]
-        if not all(towers):
-            return []
-        return sorted(set(repository.ready_versions(towers[0])) & set(repository.ready_versions(towers[1])))
+        return _common_versions(repository, name, _towers(repository.pipeline_config(name), name))
     except (ModelNotFound, ModelNotReady):
         return []
 

@@ -46,18 +46,22 @@ class Exposed:
     outputs: tuple[TensorSpec, ...]
 
 
+PIPELINE_INPUTS = (TensorSpec("IMAGE", "BYTES", (-1,)), TensorSpec("TEXT", "BYTES", (-1,)))
+
+
 def describe(engine: Engine, name: str, version: int) -> Exposed:
     repository = engine.repository
     if repository.is_pipeline(name):
-        dim = resolve_pipeline(repository, name, version).text.embedding_dim
-        return Exposed(
-            name,
-            PIPELINE_PLATFORM,
-            "pipeline",
-            (TensorSpec("IMAGE", "BYTES", (-1,)), TensorSpec("TEXT", "BYTES", (-1,))),
-            (TensorSpec("IMAGE_EMBEDS", "FP32", (-1, dim)), TensorSpec("TEXT_EMBEDS", "FP32", (-1, dim))),
-        )
-    model = repository.model(name, version)
+        return _pipeline_exposed(name, resolve_pipeline(repository, name, version).text.embedding_dim)
+    return _model_exposed(name, repository.model(name, version))
+
+
+def _pipeline_exposed(name: str, dim: int) -> Exposed:
+    outputs = (TensorSpec("IMAGE_EMBEDS", "FP32", (-1, dim)), TensorSpec("TEXT_EMBEDS", "FP32", (-1, dim)))
+    return Exposed(name, PIPELINE_PLATFORM, "pipeline", PIPELINE_INPUTS, outputs)
+
+
+def _model_exposed(name: str, model) -> Exposed:
     if isinstance(model, ClipVisionModel):
         height, width = model.preprocessor.output_size
         pixels = TensorSpec(model.pixels_input, "FP32", (-1, 3, height, width))
@@ -78,15 +82,18 @@ def describe(engine: Engine, name: str, version: int) -> Exposed:
 def infer(
     engine: Engine, name: str, version: int, inputs: dict[str, Tensor], parameters: dict[str, object]
 ) -> tuple[int, list[Tensor]]:
-    """Runs one ModelInfer; returns the version that ran and every output tensor."""
-    with engine.repository.call_scope():
-        exposed = describe(engine, name, version)
-        _check_inputs(exposed, inputs)
-        if exposed.kind == "pipeline":
+    """Runs one ModelInfer; returns the version that ran and every output tensor. The model is looked up
+    once, so the version checked against is the version that runs."""
+    repository = engine.repository
+    with repository.call_scope():
+        if repository.is_pipeline(name):
+            _check_inputs(_pipeline_exposed(name, -1), inputs)  # inputs do not depend on the version
             return _pipeline(engine, name, version, inputs)
-        if exposed.kind == "marian":
-            return _translate(engine, name, version, inputs, parameters)
-        model = engine.repository.model(name, version)
+        model = repository.model(name, version)
+        exposed = _model_exposed(name, model)
+        _check_inputs(exposed, inputs)
+        if isinstance(model, MarianModel):
+            return _translate(engine, name, model.version, inputs, parameters)
         if isinstance(model, ClipVisionModel):
             pixels = inputs[model.pixels_input].data
             _check_shape(pixels, exposed.inputs[0])

@@ -130,7 +130,8 @@ class Retrieval:
                 modality = "image" if isinstance(entry.item, ImageInput) else "text"
                 rows.append(Row(entry.id, result.embeddings[row], modality, entry.metadata))
             store.upsert(collection, rows)
-        size = store.size(collection) if store.embedder(collection) is not None else 0
+        exists = embedder is not None or bool(todo)  # any embedding run created the collection
+        size = store.size(collection) if exists else 0
         indexed = len(todo) - (len(errors) - len(problems))
         return IndexOutcome(indexed, len(skipped), sorted(errors, key=lambda e: e[0]), size, models)
 
@@ -144,9 +145,7 @@ class Retrieval:
         if modality not in ("", *MODALITIES):
             raise InvalidInput(f"modality must be '', 'image' or 'text', got {modality!r}")
         store = self.store
-        embedder = store.embedder(collection)
-        if embedder is None:
-            store.size(collection)  # raises NOT_FOUND naming the collections there are
+        embedder = store.require(collection)
         ref = self._model_for(collection, ref, embedder)
         result = self._engine.encode(ref, [query], field="query")
         vector = result.embeddings[0]
@@ -160,7 +159,8 @@ class Retrieval:
         if drop_collection:
             if ids:
                 raise InvalidInput("give either ids or drop_collection, not both")
-            return self.store.drop(collection) if self._exists(collection) else self.store.size(collection)
+            self.store.require(collection)
+            return self.store.drop(collection)
         if not ids:
             raise InvalidInput("ids: empty; name the items to delete, or set drop_collection")
         return self.store.delete(collection, ids)
@@ -174,9 +174,6 @@ class Retrieval:
             if embedder is not None:
                 summaries.append(CollectionSummary(name, store.size(name), embedder))
         return summaries
-
-    def _exists(self, collection: str) -> bool:
-        return self.store.embedder(collection) is not None
 
     def _model_for(self, collection: str, ref: ModelRef, embedder: Embedder | None) -> ModelRef:
         """The request's model, or the collection's own pipeline and version when the request names none."""

@@ -132,13 +132,13 @@ class VectorStore:
         )
 
     def size(self, name: str) -> int:
-        self._require(name)
+        self.require(name)
         return int(self._client.get_collection_stats(name)["row_count"])
 
     # -- rows --------------------------------------------------------------------------------------------
 
     def existing_ids(self, name: str, ids: list[str]) -> set[str]:
-        self._require(name)
+        self.require(name)
         if not ids:
             return set()
         keys = [row_key(i) for i in ids]
@@ -147,7 +147,7 @@ class VectorStore:
         }
 
     def upsert(self, name: str, rows: list[Row]) -> None:
-        self._require(name)
+        self.require(name)
         if rows:
             data = [
                 {
@@ -170,7 +170,7 @@ class VectorStore:
         return len(present)
 
     def search(self, name: str, vector: np.ndarray, top_k: int, modality: str = "") -> list[Hit]:
-        self._require(name)
+        self.require(name)
         self._seal(name)
         found = self._client.search(
             name,
@@ -191,10 +191,13 @@ class VectorStore:
             for hit in found
         ]
 
-    def _require(self, name: str) -> None:
-        if self.embedder(name) is None:
+    def require(self, name: str) -> Embedder:
+        """The collection's embedder, the collection loaded for use; NOT_FOUND naming those there are."""
+        embedder = self.embedder(name)
+        if embedder is None:
             raise ModelNotFound(f"no collection named '{name}' (collections: {self.names()})")
         self._load(name)
+        return embedder
 
     def _seal(self, name: str) -> None:
         """Flushes fresh writes before a search: Milvus scans unflushed rows one by one (10,000 of them

@@ -121,15 +121,12 @@ def version_state(status: VersionStatus) -> pb.ModelVersionState:
 
 def repository_index(repository: ModelRepository) -> list[pb.ModelVersionState]:
     """Pipelines (READY when they can serve) and every model version."""
-    pipelines = [
-        pb.ModelVersionState(
-            name=name,
-            state="READY" if pipeline_ready(repository, name) else "UNAVAILABLE",
-            reason="" if pipeline_ready(repository, name) else "its towers share no ready version",
-            kind="pipeline",
-        )
-        for name in repository.pipelines()
-    ]
+    pipelines = []
+    for name in repository.pipelines():
+        ready = pipeline_ready(repository, name)
+        reason = "" if ready else "its towers share no ready version"
+        state = "READY" if ready else "UNAVAILABLE"
+        pipelines.append(pb.ModelVersionState(name=name, state=state, reason=reason, kind="pipeline"))
     return pipelines + [version_state(s) for s in repository.index()]
 
 

@@ -45,6 +45,13 @@ def parameter_values(parameters) -> dict[str, object]:
     return values
 
 
+def _tensor_metadata(specs) -> list[kpb.ModelMetadataResponse.TensorMetadata]:
+    return [
+        kpb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape)
+        for t in specs
+    ]
+
+
 def _dims(spec: exposed_models.TensorSpec) -> tuple[int, ...]:
     """Config dims leave out the batch dimension; a batch of scalars is dims [1], as in Triton."""
     return spec.shape[1:] or (1,)
@@ -95,14 +102,8 @@ class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
             name=exposed.name,
             versions=[str(v) for v in self._versions(request.name)],
             platform=exposed.platform,
-            inputs=[
-                kpb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape)
-                for t in exposed.inputs
-            ],
-            outputs=[
-                kpb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape)
-                for t in exposed.outputs
-            ],
+            inputs=_tensor_metadata(exposed.inputs),
+            outputs=_tensor_metadata(exposed.outputs),
         )
 
     @handles_errors
