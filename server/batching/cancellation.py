@@ -10,6 +10,8 @@ import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 
+from server.errors import Cancelled
+
 _current: ContextVar[CancelToken | None] = ContextVar("crossmodal_cancel_token", default=None)
 
 
@@ -49,6 +51,14 @@ class CancelToken:
 
 def current_token() -> CancelToken | None:
     return _current.get()
+
+
+def check_cancelled(stage: str) -> None:
+    """Raises Cancelled when the current call was cancelled: long synchronous stages (decoding, jieba,
+    tokenising, decoder steps) call it between units of work so that abandoned work stops there."""
+    token = _current.get()
+    if token is not None and token.cancelled:
+        raise Cancelled(f"call cancelled during {stage}")
 
 
 def run_with_token(token: CancelToken, function, *args):
