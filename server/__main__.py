@@ -13,6 +13,7 @@ from pathlib import Path
 from server.app import CrossModalServer
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
 from server.config import Limits, ModelControl, ServerConfig, TlsFiles
+from server.errors import StartupError
 
 log = logging.getLogger("server")
 TOKEN_ENV = "CROSSMODAL_AUTH_TOKEN"
@@ -239,7 +240,10 @@ def main(argv: list[str] | None = None) -> None:
         config = build_config(args)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from error
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except StartupError as error:  # a taken port, an unusable TLS file: one line, exit status 1
+        raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":

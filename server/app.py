@@ -17,9 +17,11 @@ from inference import grpc_service_pb2 as kpb
 from inference import grpc_service_pb2_grpc as kpb_grpc
 from server.config import ModelControl, ServerConfig
 from server.engine import Engine
+from server.errors import StartupError
 from server.health import HealthReporter
 from server.metrics import ServerMetrics
 from server.model_control import ModelController
+from server.port_check import ensure_port_free
 from server.repository.repository import ModelRepository, State
 from server.retrieval.retrieval import Retrieval
 from server.retrieval.store import VectorStore
@@ -82,17 +84,21 @@ class CrossModalServer:
         await self.health.started()
         if self.config.model_control is ModelControl.POLL:
             self._polling = asyncio.create_task(self.controller.poll_forever())
-        if self.config.metrics_port:
-            self._metrics_http = self.metrics.serve(self.config.host, self.config.metrics_port)
-            self.metrics_port = self._metrics_http.server_port
         log.info("ready: serving crossmodal.v1.CrossModal on %s:%d", self.config.host, self.port)
         return self.port
 
     async def _listen(self) -> None:
         config, limits = self.config, self.config.limits
+        address = f"{config.host}:{config.port}"
+        # Every port and file is checked before anything binds: a problem is one StartupError naming it.
+        ensure_port_free(config.host, config.port, "gRPC (--port)")
+        if config.metrics_port:
+            ensure_port_free(config.host, config.metrics_port, "metrics (--metrics-port)")
+        credentials = server_credentials(config.tls) if config.tls else None
         options = [
             ("grpc.max_receive_message_length", limits.max_message_bytes),
             ("grpc.max_send_message_length", limits.max_message_bytes),
+            ("grpc.so_reuseport", 0),  # a second server on this port fails instead of sharing it
         ]
         interceptors = [BearerTokenInterceptor(config.auth_token)] if config.auth_token else []
         self._server = grpc.aio.server(
@@ -118,13 +124,18 @@ class CrossModalServer:
             ],
             self._server,
         )
-        address = f"{config.host}:{config.port}"
-        if config.tls:
-            self.port = self._server.add_secure_port(address, server_credentials(config.tls))
-        else:
-            self.port = self._server.add_insecure_port(address)
+        try:
+            if credentials is not None:
+                self.port = self._server.add_secure_port(address, credentials)
+            else:
+                self.port = self._server.add_insecure_port(address)
+        except RuntimeError as error:  # taken between the check and the bind
+            raise StartupError(f"cannot listen for gRPC (--port) on {address}: {error}") from error
         if self.port == 0:
-            raise OSError(f"cannot listen on {address}")
+            raise StartupError(f"cannot listen for gRPC (--port) on {address}")
+        if config.metrics_port:  # metrics serve from the start, also during the model load
+            self._metrics_http = self.metrics.serve(config.host, config.metrics_port)
+            self.metrics_port = self._metrics_http.server_port
         await self.health.starting()
         await self._server.start()
         security = "TLS" + (" + client certificates" if config.tls and config.tls.client_ca else "")

@@ -39,3 +39,9 @@ class NotAllowed(CrossModalError):
 
 class Unavailable(CrossModalError):
     """A service the server depends on (the vector store) does not answer (UNAVAILABLE)."""
+
+
+class StartupError(Exception):
+    """The server cannot start (a port is taken, a TLS file is unusable); the message names what and why.
+
+    Not a CrossModalError: no call is answered with it; the command line prints it as one line and exits."""

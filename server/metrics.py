@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from server.errors import StartupError
+
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -76,8 +78,14 @@ class ServerMetrics:
         self.registry.register(_ModelStates(states))
 
     def serve(self, host: str, port: int):
-        """Starts the HTTP exposition thread; returns the server (its port: server.server_port)."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        """Starts the HTTP exposition thread; returns the server (its port: server.server_port).
+        A port that cannot be bound is a StartupError naming it."""
+        try:
+            server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as error:
+            raise StartupError(
+                f"cannot listen for metrics (--metrics-port) on {host}:{port}: {error.strerror}"
+            ) from error
         log.info("metrics on http://%s:%d/metrics", host, server.server_port)
         return server
 

@@ -3,22 +3,58 @@
 from __future__ import annotations
 
 import hmac
+import ssl
+from pathlib import Path
 
 import grpc
 
 from server.config import TlsFiles
+from server.errors import StartupError
 
 # Health checks stay open: load balancers and orchestrators probe without credentials.
 OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
 def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
-    client_ca = tls.client_ca.read_bytes() if tls.client_ca else None
+    """Credentials from files checked first: gRPC itself reports a bad certificate or key only as a
+    failed bind, so each file is read and parsed here and a problem names the file and the reason."""
+    cert, key = _read("--tls-cert", tls.cert), _read("--tls-key", tls.key)
+    client_ca = _read("--tls-client-ca", tls.client_ca) if tls.client_ca else None
+    _check_pem(tls, cert, key, client_ca)
     return grpc.ssl_server_credentials(
-        [(tls.key.read_bytes(), tls.cert.read_bytes())],
+        [(key, cert)],
         root_certificates=client_ca,
         require_client_auth=client_ca is not None,
     )
+
+
+def _read(flag: str, path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise StartupError(f"cannot read {flag} {path}: {error.strerror}") from error
+
+
+def _check_pem(tls: TlsFiles, cert: bytes, key: bytes, client_ca: bytes | None) -> None:
+    """The certificate and key must be PEM, parse, and belong together; the client CA must be PEM."""
+    for flag, path, data, marker in (
+        ("--tls-cert", tls.cert, cert, b"-----BEGIN CERTIFICATE-----"),
+        ("--tls-key", tls.key, key, b"PRIVATE KEY-----"),
+        ("--tls-client-ca", tls.client_ca, client_ca or b"", b"-----BEGIN CERTIFICATE-----"),
+    ):
+        if path is not None and marker not in data:
+            raise StartupError(f"{flag} {path}: not a PEM file (no '{marker.decode().strip('-')}' block)")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(tls.cert, tls.key)
+        if client_ca is not None:
+            context.load_verify_locations(cadata=client_ca.decode("ascii", "replace"))
+    except ssl.SSLError as error:
+        raise StartupError(
+            f"--tls-cert {tls.cert} / --tls-key {tls.key}"
+            + (f" / --tls-client-ca {tls.client_ca}" if tls.client_ca else "")
+            + f": unusable ({error.reason or error}; is the key the certificate's own?)"
+        ) from error
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
