@@ -29,6 +29,7 @@ from server.runtime.session import SessionFactory
 from server.security import BearerTokenInterceptor, server_credentials
 from server.service.crossmodal_service import CrossModalService
 from server.service.inference_service import InferenceService
+from server.service.request_decoding import UndecodableRequestInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class CrossModalServer:
             ("grpc.so_reuseport", 0),  # a second server on this port fails instead of sharing it
         ]
         interceptors = [BearerTokenInterceptor(config.auth_token)] if config.auth_token else []
+        interceptors.append(UndecodableRequestInterceptor(self.metrics))  # after the token check
         self._server = grpc.aio.server(
             options=options,
             interceptors=interceptors,

@@ -39,6 +39,12 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.undecodable_requests = Counter(
+            "crossmodal_undecodable_requests",
+            "requests whose body did not parse as the method's message (answered INVALID_ARGUMENT)",
+            ["rpc"],
+            registry=r,
+        )
         self.in_flight = Gauge("crossmodal_requests_in_flight", "RPCs being handled now", ["rpc"], registry=r)
         self.queue_seconds = Histogram(
             "crossmodal_queue_seconds",

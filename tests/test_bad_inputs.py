@@ -4,9 +4,13 @@ and the server keeps answering a well-behaved client all the while."""
 from __future__ import annotations
 
 import io
+import re
 import struct
+import tempfile
 import threading
+import urllib.request
 import zlib
+from pathlib import Path
 
 import grpc
 import pytest
@@ -14,7 +18,7 @@ from PIL import Image
 
 from crossmodal import CrossModalClient
 from crossmodal.v1 import crossmodal_pb2 as pb
-from tests.helpers import ROOT, encoded_image, running_server
+from tests.helpers import ROOT, encoded_image, free_port, running_server
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -119,9 +123,20 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def server():
-    with running_server(ROOT / "model_repository", *LIMITS) as (address, _process):
-        yield address
+def served():
+    """(address, metrics port, log file) of the server under test."""
+    metrics_port = free_port()
+    with running_server(ROOT / "model_repository", *LIMITS, "--metrics-port", str(metrics_port)) as (
+        address,
+        _process,
+    ):
+        port = address.rsplit(":", 1)[1]
+        yield address, metrics_port, Path(tempfile.gettempdir()) / f"crossmodal-test-server-{port}.log"
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    return served[0]
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +193,79 @@ def pb_grpc_stub(channel):
     from crossmodal.v1 import crossmodal_pb2_grpc
 
     return crossmodal_pb2_grpc.CrossModalStub(channel)
+
+
+def utf8_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (string or message) holding `payload` as it is."""
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+BAD_UTF8 = b"a dog \xff\xfe in the snow"
+# (case, method, raw request body, message type named in the answer)
+UNDECODABLE = [
+    (
+        "random bytes to Encode",
+        "/crossmodal.v1.CrossModal/Encode",
+        bytes(range(255, 0, -1)),
+        "crossmodal.v1.EncodeRequest",
+    ),
+    (
+        "invalid UTF-8 in an Encode text",
+        "/crossmodal.v1.CrossModal/Encode",
+        utf8_field(2, utf8_field(2, BAD_UTF8)),
+        "crossmodal.v1.EncodeRequest",
+    ),
+    (
+        "invalid UTF-8 in a Translate text",
+        "/crossmodal.v1.CrossModal/Translate",
+        utf8_field(2, BAD_UTF8),
+        "crossmodal.v1.TranslateRequest",
+    ),
+    (
+        "invalid UTF-8 in a Classify label",
+        "/crossmodal.v1.CrossModal/Classify",
+        utf8_field(3, BAD_UTF8),
+        "crossmodal.v1.ClassifyRequest",
+    ),
+    (
+        "random bytes to ModelInfer",
+        "/inference.GRPCInferenceService/ModelInfer",
+        b"\x0a\xff\xff\xff\xff\x0f",
+        "inference.ModelInferRequest",
+    ),
+]
+
+
+def raw_call(address: str, method: str, body: bytes):
+    with grpc.insecure_channel(address) as channel:
+        call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+        return call(body, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("case", "method", "body", "message_type"), UNDECODABLE, ids=[c[0] for c in UNDECODABLE]
+)
+def test_a_body_that_does_not_parse_is_invalid_argument(server, bystander, case, method, body, message_type):
+    with pytest.raises(grpc.RpcError) as raised:
+        raw_call(server, method, body)
+    assert raised.value.code() == INVALID, raised.value.details()
+    assert f"request is not a valid {message_type}" in raised.value.details()
+
+
+def undecodable_count(metrics_port: int, rpc: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    found = re.search(rf'crossmodal_undecodable_requests_total{{rpc="{rpc}"}} (\S+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_garbage_calls_are_counted_and_log_little(served, bystander):
+    address, metrics_port, log_path = served
+    before_count, before_log = undecodable_count(metrics_port, "Compare"), log_path.stat().st_size
+    garbage = bytes(range(256)) * 4
+    for _ in range(50):
+        with pytest.raises(grpc.RpcError):
+            raw_call(address, "/crossmodal.v1.CrossModal/Compare", garbage)
+    assert undecodable_count(metrics_port, "Compare") == before_count + 50
+    logged = log_path.read_bytes()[before_log:].decode(errors="replace")
+    assert "Traceback" not in logged
+    assert len([line for line in logged.splitlines() if "Compare" in line]) <= 1, logged[:2000]
