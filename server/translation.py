@@ -11,31 +11,43 @@ from server.models.generation import TranslateOptions
 from server.models.marian import MarianModel
 from server.repository.model_config import parameter
 from server.repository.repository import ModelRepository
-from server.text.language import CHINESE, detect_language
+from server.text.language import CHINESE, detect_language, unescape_entities
 from server.text.segmentation import segment
+
+# Format characters that show nothing: a text of only these (and spaces) is as empty as a blank one.
+INVISIBLE = str.maketrans("", "", "\u200b\u200c\u200d\u2060\ufeff")
+
+
+def is_blank(text: str) -> bool:
+    return not text.translate(INVISIBLE).strip()
 
 
 def describe_text(item_name: str, text: str, limits: Limits) -> TextOutcome:
     """Language and (for Chinese) jieba words; the text is what gets encoded until it is translated.
 
-    An empty (or blank) text is refused: it carries nothing to embed or translate, so it is a caller's slip.
+    An empty text (blank, or only zero-width characters) is refused: it carries nothing to embed or
+    translate, so it is a caller's slip. A Chinese text is segmented and translated with its HTML entities
+    decoded (the translator would read "&#22823;" as punctuation and digits); an English one is encoded as
+    given, since the CLIP tokenizer decodes entities itself.
     """
-    if not text.strip():
+    if is_blank(text):
         raise InvalidInput(f"{item_name}: text is empty")
     if len(text) > limits.max_text_chars:
         raise LimitExceeded(
             f"{item_name}: text has {len(text)} characters; the limit is {limits.max_text_chars}"
         )
     language = detect_language(text)
-    tokens = segment(text) if language == CHINESE else ()
-    return TextOutcome(text=text, language=language, encoded_text=text, tokens=tokens)
+    if language != CHINESE:
+        return TextOutcome(text=text, language=language, encoded_text=text)
+    decoded = unescape_entities(text)
+    return TextOutcome(text=text, language=language, encoded_text=decoded, tokens=segment(decoded))
 
 
 def translate_outcomes(
     outcomes: list[TextOutcome], translator: MarianModel, options: TranslateOptions
 ) -> list[TextOutcome]:
     """Fills translations (n-best) and encoded_text (the best one) of every outcome, in one decode."""
-    nbest = translator.translate([o.text for o in outcomes], options)
+    nbest = translator.translate([o.encoded_text for o in outcomes], options)  # entities decoded
     return [
         replace(o, translations=tuple(h), encoded_text=h[0].text if h else o.text)
         for o, h in zip(outcomes, nbest, strict=True)

@@ -13,11 +13,14 @@ import zlib
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from PIL import Image
 
 from crossmodal import CrossModalClient
 from crossmodal.v1 import crossmodal_pb2 as pb
+from inference import grpc_service_pb2 as kpb
+from inference import grpc_service_pb2_grpc as kpb_grpc
 from tests.helpers import ROOT, encoded_image, free_port, running_server
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -94,6 +97,19 @@ CASES = [
     ("broken classify item", classify([image(b"GIF89a")], ["dog"]), INVALID, ["items[0]"]),
     ("empty text", encode(text("")), INVALID, ["items[0]", "empty"]),
     ("whitespace-only text", encode(text("ok"), text(" \t\n ")), INVALID, ["items[1]", "empty"]),
+    (
+        "zero-width-only text",
+        encode(text("ok"), text("\u200b\u200c \u200d\u2060\ufeff")),
+        INVALID,
+        ["items[1]", "empty"],
+    ),
+    (
+        "zero-width-only label",
+        classify([text("a")], ["dog", "\u200b\u200b"]),
+        INVALID,
+        ["labels[1]", "empty"],
+    ),
+    ("zero-width-only text to translate", translate(["你好", "\ufeff"]), INVALID, ["texts[1]", "empty"]),
     ("text over the character limit", encode(text("dog " * 600)), EXHAUSTED, ["items[0]", "2000"]),
     ("item with neither image nor text", encode(pb.Item()), INVALID, ["items[0]"]),
     ("thousands of items", encode(*[text("a dog")] * 3000), EXHAUSTED, ["items", "256"]),
@@ -269,3 +285,86 @@ def test_garbage_calls_are_counted_and_log_little(served, bystander):
     logged = log_path.read_bytes()[before_log:].decode(errors="replace")
     assert "Traceback" not in logged
     assert len([line for line in logged.splitlines() if "Compare" in line]) <= 1, logged[:2000]
+
+
+def pixels(value: float) -> kpb.ModelInferRequest:
+    """A pixel_values tensor for the committed clip_vision (3x224x224) with one odd value in row 1."""
+    array = np.zeros((2, 3, 224, 224), dtype="<f4")
+    array[1, 2, 100, 7] = value
+    tensor = kpb.ModelInferRequest.InferInputTensor(name="pixel_values", datatype="FP32", shape=array.shape)
+    return kpb.ModelInferRequest(
+        model_name="clip_vision", inputs=[tensor], raw_input_contents=[array.tobytes()]
+    )
+
+
+def model_load(key: str, value: bytes) -> kpb.RepositoryModelLoadRequest:
+    request = kpb.RepositoryModelLoadRequest(model_name="clip_vision")
+    request.parameters[key].bytes_param = value
+    return request
+
+
+# (case, method, request, status, words the message must contain), through the inference protocol
+KSERVE_CASES = [
+    ("NaN pixel_values", "ModelInfer", pixels(float("nan")), INVALID, ["pixel_values", "row 1", "NaN"]),
+    (
+        "infinite pixel_values",
+        "ModelInfer",
+        pixels(float("-inf")),
+        INVALID,
+        ["pixel_values", "row 1", "infinite"],
+    ),
+    ("config override on load", "RepositoryModelLoad", model_load("config", b"{}"), INVALID, ["'config'"]),
+    (
+        "file override on load",
+        "RepositoryModelLoad",
+        model_load("file:1/model.onnx", b"onnx"),
+        INVALID,
+        ["'file:1/model.onnx'"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "method", "request_", "code", "words"), KSERVE_CASES, ids=[c[0] for c in KSERVE_CASES]
+)
+def test_bad_inference_protocol_input_gets_its_status_and_reason(
+    server, bystander, case, method, request_, code, words
+):
+    with grpc.insecure_channel(server) as channel, pytest.raises(grpc.RpcError) as raised:
+        getattr(kpb_grpc.GRPCInferenceServiceStub(channel), method)(request_, timeout=60)
+    assert raised.value.code() == code, raised.value.details()
+    for word in words:
+        assert word in raised.value.details(), (word, raised.value.details())
+
+
+def cosine(a, b) -> float:
+    return float(np.dot(a.values, b.values))
+
+
+@pytest.mark.parametrize(
+    ("mixed", "language", "english"),
+    [
+        ("a red car on the beach 车", "en", "a red car on the beach"),
+        ("two dogs in the snow, 两只狗", "en", "two dogs in the snow"),
+        ("两只狗 in the snow", "zh", None),
+        ("我爱Python编程", "zh", None),
+    ],
+)
+def test_mixed_language_texts_follow_the_majority(server, bystander, mixed, language, english):
+    with CrossModalClient(server, timeout=60) as client:
+        reply = client.encode([mixed] + ([english] if english else []))
+    result = reply.texts[0]
+    assert result.language == language
+    if language == "en":
+        assert result.encoded_text == mixed and not result.translations and not result.tokens
+        assert cosine(*reply.embeddings) > 0.5  # the English the caller wrote is what gets embedded
+    else:
+        assert result.translations and result.tokens
+
+
+def test_html_entities_do_not_hide_chinese(server, bystander):
+    with CrossModalClient(server, timeout=60) as client:
+        escaped, plain = client.encode(["&#20004;&#21482;&#29399;", "两只狗"]).texts
+    assert escaped.text == "&#20004;&#21482;&#29399;" and escaped.language == "zh"
+    assert list(escaped.tokens) == list(plain.tokens)
+    assert escaped.encoded_text == plain.encoded_text

@@ -5,11 +5,14 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from prometheus_client import generate_latest
 
 from server.errors import InvalidInput, ModelNotFound, ModelNotReady
+from server.metrics import ServerMetrics
 from server.models.generation import TranslateOptions
 from server.repository.repository import ModelRepository, State
 from server.runtime.session import SessionFactory
+from server.service.convert import repository_index
 from tests.helpers import ROOT
 
 
@@ -76,3 +79,20 @@ def test_a_model_whose_files_break_its_constructor_is_recorded_not_fatal(tmp_pat
         assert states(broken, "clip_text") == [(1, State.READY)]
     finally:
         broken.close()
+
+
+def test_a_pipeline_config_fixed_after_a_failure_leaves_no_stale_entry(repository):
+    metrics = ServerMetrics()
+    metrics.watch_models(lambda: [(s.name, s.version, s.state.value) for s in repository.index()])
+    config = repository.root / "clip" / "config.pbtxt"
+    good = config.read_text()
+    config.write_text("this is { not pbtxt")
+    repository.load_model("clip")
+    assert ("clip", State.UNAVAILABLE) in {(s.name, s.state) for s in repository.index()}
+    config.write_text(good)
+    repository.load_model("clip")
+    assert [s for s in repository.index() if s.name == "clip"] == []
+    entries = [(e.name, e.state) for e in repository_index(repository) if e.name == "clip"]
+    assert entries == [("clip", "READY")]
+    scraped = generate_latest(metrics.registry).decode()
+    assert 'crossmodal_model_versions{model="clip"' not in scraped

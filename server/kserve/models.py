@@ -97,6 +97,7 @@ def infer(
         if isinstance(model, ClipVisionModel):
             pixels = inputs[model.pixels_input].data
             _check_shape(pixels, exposed.inputs[0])
+            _check_finite(pixels, model.pixels_input)
             return model.version, [_fp32(model.output_name, model.embed(pixels.astype(np.float32)))]
         ids = inputs["input_ids"].data
         mask = inputs["attention_mask"].data if "attention_mask" in inputs else np.ones_like(ids)
@@ -132,6 +133,14 @@ def _check_shape(array: np.ndarray, spec: TensorSpec) -> None:
         want not in (-1, got) for want, got in zip(spec.shape, array.shape, strict=True)
     ):
         raise InvalidInput(f"input '{spec.name}' must have shape {list(spec.shape)}, got {list(array.shape)}")
+
+
+def _check_finite(array: np.ndarray, name: str) -> None:
+    """NaN or infinite pixels would come back as NaN embeddings with an OK status."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        row = int(np.argwhere(~finite)[0][0])
+        raise InvalidInput(f"input '{name}': row {row} holds NaN or infinite values; pixels must be finite")
 
 
 def _texts(tensor: Tensor) -> list[str]:

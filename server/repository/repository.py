@@ -269,6 +269,11 @@ class ModelRepository:
     def _set_pipeline(self, name: str, config: mc.ModelConfig) -> None:
         with self._lock:
             self._pipelines[name] = config
+            # A pipeline has no versions of its own: a failure recorded for an earlier, broken config is
+            # the only entry its name can have here, and it is stale now.
+            self._clear_model_failure(name)
+            if not self._versions.get(name, True):
+                del self._versions[name]
         log.info("pipeline %s: %s", name, {k: v.string_value for k, v in config.parameters.items()})
 
     def _model_failed(self, name: str, reason: str) -> None:

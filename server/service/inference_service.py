@@ -45,6 +45,18 @@ def parameter_values(parameters) -> dict[str, object]:
     return values
 
 
+def refuse_load_overrides(model: str, parameters) -> None:
+    """Triton's `config` (a config.pbtxt in JSON) and `file:<path>` (model files in the request) override
+    what the repository holds. The repository on disk is the only source here: answering OK while
+    ignoring them would load something other than what the caller sent."""
+    overrides = sorted(key for key in parameters if key == "config" or key.startswith("file:"))
+    if overrides:
+        raise InvalidInput(
+            f"RepositoryModelLoad of '{model}': parameter(s) {overrides} are not supported (config and "
+            f"file overrides); put the config.pbtxt and model files in the repository folder instead"
+        )
+
+
 def _tensor_metadata(specs) -> list[kpb.ModelMetadataResponse.TensorMetadata]:
     return [
         kpb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape)
@@ -184,6 +196,7 @@ class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
 
     @handles_errors
     async def RepositoryModelLoad(self, request, context) -> kpb.RepositoryModelLoadResponse:
+        refuse_load_overrides(request.model_name, request.parameters)
         statuses = await self._controller.load(request.model_name)
         failed = [s for s in statuses if s.state is State.UNAVAILABLE]
         if statuses and len(failed) == len(statuses):
