@@ -63,7 +63,8 @@ class CollectionSummary:
 
 
 def store_errors(method):
-    """The vector store not answering is UNAVAILABLE for the caller, with the store's reason."""
+    """The vector store not answering, or its disk failing, is UNAVAILABLE for the caller, with the
+    store's location and reason."""
 
     @functools.wraps(method)
     def guarded(self, *args, **kwargs):
@@ -71,8 +72,9 @@ def store_errors(method):
 
         try:
             return method(self, *args, **kwargs)
-        except MilvusException as error:
-            raise Unavailable(f"vector store: {error}") from error
+        except (MilvusException, OSError) as error:
+            store = self._store
+            raise Unavailable(store.failure(error) if store else f"vector store: {error}") from error
 
     return guarded
 
@@ -159,7 +161,6 @@ class Retrieval:
         if drop_collection:
             if ids:
                 raise InvalidInput("give either ids or drop_collection, not both")
-            self.store.require(collection)
             return self.store.drop(collection)
         if not ids:
             raise InvalidInput("ids: empty; name the items to delete, or set drop_collection")
