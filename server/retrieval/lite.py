@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from concurrent import futures
 from pathlib import Path
 
@@ -32,12 +33,25 @@ def is_lite_uri(uri: str) -> bool:
     return uri.endswith(".db")
 
 
+def servicer(db):
+    """Milvus Lite's service, plus the timestamp call pymilvus makes while waiting for an index to build
+    (Milvus Lite builds it at once; unanswered, each creation logs three tracebacks)."""
+    from milvus_lite.adapter.grpc.servicer import MilvusServicer
+    from pymilvus.grpc_gen import common_pb2, milvus_pb2
+
+    class Servicer(MilvusServicer):
+        def AllocTimestamp(self, request, context):
+            hybrid = int(time.time() * 1000) << 18  # Milvus's hybrid timestamp: milliseconds, 18 logical bits
+            return milvus_pb2.AllocTimestampResponse(status=common_pb2.Status(), timestamp=hybrid)
+
+    return Servicer(db)
+
+
 class LiteServer:
     """Opens the data folder (taking its lock), checks it, and serves it on a private unix socket."""
 
     def __init__(self, data_dir: Path) -> None:
         import grpc
-        from milvus_lite.adapter.grpc.servicer import MilvusServicer
         from milvus_lite.db import MilvusLite
         from milvus_lite.exceptions import DataDirLockedError
         from pymilvus.grpc_gen import milvus_pb2_grpc
@@ -63,7 +77,7 @@ class LiteServer:
                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ],
             )
-            milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusServicer(self._db), self._server)
+            milvus_pb2_grpc.add_MilvusServiceServicer_to_server(servicer(self._db), self._server)
             self._server.add_insecure_port(self.uri)
             self._server.start()
         except BaseException:
