@@ -30,6 +30,7 @@ from server.security import BearerTokenInterceptor, server_credentials
 from server.service.crossmodal_service import CrossModalService
 from server.service.inference_service import InferenceService
 from server.service.request_decoding import UndecodableRequestInterceptor
+from server.service.response_size import SEND_LIMIT_FACTOR
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,9 @@ class CrossModalServer:
         credentials = server_credentials(config.tls) if config.tls else None
         options = [
             ("grpc.max_receive_message_length", limits.max_message_bytes),
-            ("grpc.max_send_message_length", limits.max_message_bytes),
+            # Responses too large to send are refused before their work (server/service/response_size.py);
+            # the rest of a response (translations) cannot be known in advance, so the send limit has room.
+            ("grpc.max_send_message_length", min(SEND_LIMIT_FACTOR * limits.max_message_bytes, 2**31 - 1)),
             ("grpc.so_reuseport", 0),  # a second server on this port fails instead of sharing it
         ]
         interceptors = [BearerTokenInterceptor(config.auth_token)] if config.auth_token else []

@@ -8,6 +8,7 @@ import re
 import struct
 import tempfile
 import threading
+import time
 import urllib.request
 import zlib
 from pathlib import Path
@@ -368,3 +369,24 @@ def test_html_entities_do_not_hide_chinese(server, bystander):
     assert escaped.text == "&#20004;&#21482;&#29399;" and escaped.language == "zh"
     assert list(escaped.tokens) == list(plain.tokens)
     assert escaped.encoded_text == plain.encoded_text
+
+
+RARE_HAN = "".join(chr(0x20000 + i) for i in range(2000))  # 4 UTF-8 bytes each; jieba keeps each alone
+
+
+@pytest.mark.parametrize(
+    "call",
+    [encode(*[text(RARE_HAN)] * 200), translate([RARE_HAN] * 200)],
+    ids=["Encode", "Translate"],
+)
+def test_a_response_too_large_to_send_is_refused_before_the_work(server, bystander, call):
+    """200 texts of 8000 bytes fit the 3 MB request limit; their response (each text echoed with its
+    2000 words) would not fit, so the call is refused at once, not after segmenting and translating."""
+    method, request = call
+    started = time.perf_counter()
+    with grpc.insecure_channel(server) as channel, pytest.raises(grpc.RpcError) as raised:
+        getattr(pb_grpc_stub(channel), method)(request, timeout=120)
+    elapsed = time.perf_counter() - started
+    assert raised.value.code() == EXHAUSTED, raised.value.details()
+    assert "--max-message-bytes" in raised.value.details() and method in raised.value.details()
+    assert elapsed < 5, f"refused only after {elapsed:.1f}s"

@@ -25,10 +25,12 @@ from server.errors import (
     Overloaded,
     Unavailable,
 )
+from server.inputs import Input, TextInput
 from server.metrics import ServerMetrics
 from server.model_control import ModelController
 from server.retrieval.retrieval import Retrieval
 from server.service import convert
+from server.service.response_size import LABEL_SCORE_BYTES, check_response_size
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,10 @@ async def run_in_worker(executor: Executor, function, *args):
         raise
 
 
+def texts(items: list[Input]) -> list[str]:
+    return [item.text for item in items if isinstance(item, TextInput)]
+
+
 class CrossModalService(pb_grpc.CrossModalServicer):
     def __init__(
         self,
@@ -116,42 +122,86 @@ class CrossModalService(pb_grpc.CrossModalServicer):
         self._controller = controller
         self._metrics = metrics
         self._retrieval = retrieval
+        self._send_check = engine.limits.max_message_bytes  # what a response may have, known in advance
 
     async def _run(self, function, *args):
         return await run_in_worker(self._executor, function, *args)
 
+    async def _run_checked(self, check, function, *args):
+        """Like _run, with `check()` first on the worker thread (it refuses responses too large to send)."""
+
+        @functools.wraps(function)  # the call is known by the function it runs
+        def checked():
+            check()
+            return function(*args)
+
+        return await self._run(checked)
+
+    def _embedding_dim(self, ref) -> int:
+        try:
+            return self._engine.pipeline(ref).text.embedding_dim
+        except CrossModalError:
+            return 0  # the engine call itself reports why the pipeline cannot serve
+
     @handles_errors
     async def Encode(self, request: pb.EncodeRequest, context) -> pb.EncodeResponse:
-        items = convert.inputs("items", request.items)
-        result = await self._run(self._engine.encode, convert.model_ref(request.model), items)
+        items, ref = convert.inputs("items", request.items), convert.model_ref(request.model)
+
+        def fits() -> None:
+            rows = len(items)
+            floats = rows * self._embedding_dim(ref)
+            check_response_size("Encode", self._send_check, texts(items), floats, vectors=rows)
+
+        result = await self._run_checked(fits, self._engine.encode, ref, items)
         return convert.encode_response(result)
 
     @handles_errors
     async def Compare(self, request: pb.CompareRequest, context) -> pb.CompareResponse:
         queries = convert.inputs("queries", request.queries)
         candidates = convert.inputs("candidates", request.candidates)
-        result = await self._run(self._engine.compare, convert.model_ref(request.model), queries, candidates)
+
+        def fits() -> None:
+            scores = 2 * len(queries) * len(candidates)  # similarity and probabilities
+            check_response_size("Compare", self._send_check, texts(queries + candidates), floats=scores)
+
+        result = await self._run_checked(
+            fits, self._engine.compare, convert.model_ref(request.model), queries, candidates
+        )
         return convert.compare_response(result)
 
     @handles_errors
     async def Classify(self, request: pb.ClassifyRequest, context) -> pb.ClassifyResponse:
-        items = convert.inputs("items", request.items)
-        result = await self._run(
+        items, labels = convert.inputs("items", request.items), list(request.labels)
+        template = request.prompt_template
+
+        def fits() -> None:
+            prompts = [template.replace("{}", label) if template else label for label in labels]
+            kept = min(request.top_k or len(labels), len(labels))
+            echoed = sum(len(label.encode("utf-8", "surrogatepass")) for label in labels[:kept])
+            scores = len(items) * (kept * LABEL_SCORE_BYTES + echoed)  # each item's scores name labels
+            check_response_size(
+                "Classify", self._send_check, texts(items) + prompts, vectors=len(items), extra_bytes=scores
+            )
+
+        result = await self._run_checked(
+            fits,
             self._engine.classify,
             convert.model_ref(request.model),
             items,
-            list(request.labels),
-            request.prompt_template,
+            labels,
+            template,
             request.top_k,
         )
         return convert.classify_response(result)
 
     @handles_errors
     async def Translate(self, request: pb.TranslateRequest, context) -> pb.TranslateResponse:
-        result = await self._run(
+        sources = list(request.texts)
+        result = await self._run_checked(
+            lambda: check_response_size("Translate", self._send_check, sources, 0),
             self._engine.translate,
             convert.model_ref(request.model),
-            list(request.texts),
+            sources,
             convert.translate_options(request),
         )
         return convert.translate_response(result)
