@@ -76,24 +76,25 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same kind as `handler` that answers UNAUTHENTICATED."""
+    """A handler that answers UNAUTHENTICATED without reading the request.
 
-    async def refuse(request_or_iterator, context: grpc.aio.ServicerContext):
+    It is a request-streaming handler whatever the method's kind: gRPC then reads request messages only
+    when the handler asks for them, which this one never does, so a refused caller's body is neither
+    buffered whole nor parsed (a unary handler would get it read and deserialized first)."""
+
+    async def refuse(request_iterator, context: grpc.aio.ServicerContext):
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-    async def refuse_streaming(request_or_iterator, context: grpc.aio.ServicerContext):
+    async def refuse_streaming(request_iterator, context: grpc.aio.ServicerContext):
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
         yield  # pragma: no cover - makes this an async generator, as response streams are
 
-    kind = (handler.request_streaming, handler.response_streaming)
-    codec = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if kind == (False, False):
-        return grpc.unary_unary_rpc_method_handler(refuse, **codec)
-    if kind == (True, False):
-        return grpc.stream_unary_rpc_method_handler(refuse, **codec)
-    if kind == (False, True):
-        return grpc.unary_stream_rpc_method_handler(refuse_streaming, **codec)
-    return grpc.stream_stream_rpc_method_handler(refuse_streaming, **codec)
+    codec = {"request_deserializer": _unread, "response_serializer": handler.response_serializer}
+    if handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse_streaming, **codec)
+    return grpc.stream_unary_rpc_method_handler(refuse, **codec)
+
+
+def _unread(raw: bytes) -> None:
+    """Never called with a body (the refusal reads none); parses nothing if it were."""
+    return None

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import grpc
+import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from crossmodal import CrossModalClient, Security
 from crossmodal.cli import main as cli_main
+from crossmodal.v1 import crossmodal_pb2 as pb
+from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
 from tests.certificates import authority, issued
 from tests.helpers import ROOT, running_server
 
@@ -140,3 +146,45 @@ def test_the_load_tester_speaks_to_a_token_server_and_never_writes_the_token(tmp
     stage = json.loads(report)["stages"][0]["total"]
     assert stage["succeeded"] == stage["requests"] > 0
     assert without.returncode == 1 and "UNAUTHENTICATED" in without.stdout + without.stderr
+
+
+def peak_rss_growth(process: psutil.Process, load) -> int:
+    """How far the process's resident memory rose above where it was while `load()` ran (sampled)."""
+    baseline, peak, done = process.memory_info().rss, [0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        load()
+    finally:
+        done.set()
+        sampler.join(5)
+    return max(peak[0] - baseline, 0)
+
+
+def test_unauthenticated_bodies_are_refused_unread(tmp_path):
+    """16 concurrent unauthenticated 20 MiB bodies: refused without buffering or parsing them, so the
+    server's memory grows by far less than the 320 MiB they add up to."""
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    request = pb.EncodeRequest(items=[pb.Item(image=b"\x00" * (20 * 2**20))])
+    options = [("grpc.max_send_message_length", -1)]
+    with (
+        running_server(REPOSITORY, "--auth-token-file", str(token_file)) as (address, process),
+        grpc.insecure_channel(address, options=options) as channel,
+    ):
+        encode = pb_grpc.CrossModalStub(channel).Encode
+
+        def send_all() -> None:
+            calls = [encode.future(request, timeout=60) for _ in range(16)]
+            codes = {call.exception().code() for call in calls}
+            assert codes == {grpc.StatusCode.UNAUTHENTICATED}
+
+        growth = peak_rss_growth(psutil.Process(process.pid), send_all)
+    print(f"server RSS growth under 16 unauthenticated 20 MiB bodies: {growth / 2**20:.1f} MiB")
+    assert growth < 100 * 2**20, f"the server grew by {growth / 2**20:.0f} MiB"
