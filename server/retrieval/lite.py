@@ -12,8 +12,10 @@ older state Milvus Lite would fall back to.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import shutil
+import os
+import stat
 import tempfile
 import time
 from concurrent import futures
@@ -31,6 +33,17 @@ WORKERS = 8
 def is_lite_uri(uri: str) -> bool:
     """pymilvus's own rule: a URI ending in `.db` is a Milvus Lite file."""
     return uri.endswith(".db")
+
+
+def private_folder() -> Path:
+    """The folder of this user's store sockets: short enough for a socket path, entered by no one else.
+    Refused when someone else made it first (or made it a link), so no one can stand in for the store."""
+    folder = Path(tempfile.gettempdir()) / f"crossmodal-milvus-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.lstat()
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise Unavailable(f"vector store: {folder} must be a folder of this user with mode 0700")
+    return folder
 
 
 def servicer(db):
@@ -65,9 +78,13 @@ class LiteServer:
             raise Unavailable(
                 f"vector store {self.data_dir} is in use by another process: {error}"
             ) from error
-        self._folder = Path(tempfile.mkdtemp(prefix="crossmodal-milvus-"))  # 0700, short enough for a socket
         self._server = None
+        self.socket: Path | None = None
         try:
+            self.socket = (
+                private_folder() / f"{hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]}.sock"
+            )
+            self.socket.unlink(missing_ok=True)  # a killed run's: the folder's lock says none serves it now
             lite_files.remove_unfinished(self.data_dir)
             self.corrupt = lite_files.corrupt_collections(self.data_dir)
             self._server = grpc.server(
@@ -86,10 +103,6 @@ class LiteServer:
         log.info("Milvus Lite on %s, served on %s", self.data_dir, self.socket)
 
     @property
-    def socket(self) -> Path:
-        return self._folder / "milvus.sock"
-
-    @property
     def uri(self) -> str:
         return f"unix:{self.socket}"
 
@@ -101,4 +114,5 @@ class LiteServer:
             self._server.stop(grace=2).wait(5)
             self._server = None
         self._db.close()  # flushes what is in memory and releases the folder's lock
-        shutil.rmtree(self._folder, ignore_errors=True)
+        if self.socket is not None:
+            self.socket.unlink(missing_ok=True)
