@@ -105,7 +105,9 @@ class CrossModalServer:
             ("grpc.so_reuseport", 0),  # a second server on this port fails instead of sharing it
         ]
         interceptors = [BearerTokenInterceptor(config.auth_token)] if config.auth_token else []
-        interceptors.append(UndecodableRequestInterceptor(self.metrics))  # after the token check
+        # After the token check; large bodies are held in the server's memory budget.
+        budget = getattr(self, "memory_budget", None)
+        interceptors.append(UndecodableRequestInterceptor(self.metrics, budget))
         self._server = grpc.aio.server(
             options=options,
             interceptors=interceptors,

@@ -188,3 +188,22 @@ def test_unauthenticated_bodies_are_refused_unread(tmp_path):
         growth = peak_rss_growth(psutil.Process(process.pid), send_all)
     print(f"server RSS growth under 16 unauthenticated 20 MiB bodies: {growth / 2**20:.1f} MiB")
     assert growth < 100 * 2**20, f"the server grew by {growth / 2**20:.0f} MiB"
+
+
+def test_request_bodies_count_in_the_memory_budget():
+    """A body (with the message parsed from it, twice its size) larger than the whole memory budget is
+    refused naming the budget; a smaller one is served."""
+    budget = 16 * 2**20
+    with (
+        running_server(REPOSITORY, "--max-decode-memory", str(budget)) as (address, _),
+        grpc.insecure_channel(address, options=[("grpc.max_send_message_length", -1)]) as channel,
+    ):
+        compare = pb_grpc.CrossModalStub(channel).Compare
+        padding = [pb.Item(text="a dog")] * 2
+        large = pb.CompareRequest(queries=[pb.Item(text="x" * (10 * 2**20))], candidates=padding)
+        with pytest.raises(grpc.RpcError) as refused:
+            compare(large, timeout=60)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "request body" in refused.value.details() and "--max-decode-memory" in refused.value.details()
+        small = pb.CompareRequest(queries=[pb.Item(text="two dogs " * 200)], candidates=padding)
+        assert compare(small, timeout=60).cols == 2

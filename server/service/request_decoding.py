@@ -13,16 +13,23 @@ import inspect
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
 from google.protobuf.message import DecodeError
 
+from server.errors import LimitExceeded
+from server.memory_budget import BUDGET_NAME, MemoryBudget, describe_bytes
 from server.metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
 
 LOG_INTERVAL_SECONDS = 60.0
+# Bodies below this are not worth a budget entry: max concurrent calls bounds what small ones hold.
+MIN_BUDGETED_BODY_BYTES = 1 << 20
+BODY_COPIES = 2  # the body gRPC holds and the message parsed from it
 
 
 @dataclass(frozen=True)
@@ -73,11 +80,36 @@ def tolerant(deserializer):
     return deserialize
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """A parsed request and the size of the body it came from."""
+
+    message: object
+    body_bytes: int
+
+
+def sized(deserialize):
+    """`deserialize`, with the body's size kept beside what it returns."""
+
+    def deserialize_sized(raw: bytes) -> Decoded:
+        return Decoded(deserialize(raw), len(raw))
+
+    return deserialize_sized
+
+
 class UndecodableRequestInterceptor(grpc.aio.ServerInterceptor):
+    """Also counts each large request body in the server's memory budget while its call runs: gRPC holds
+    the body and the parsed message (about twice its size) until the call ends. A body that does not fit
+    now is answered RESOURCE_EXHAUSTED naming the budget (the event loop never waits for memory)."""
+
     def __init__(
-        self, metrics: ServerMetrics | None = None, log_interval_seconds: float = LOG_INTERVAL_SECONDS
+        self,
+        metrics: ServerMetrics | None = None,
+        budget: MemoryBudget | None = None,
+        log_interval_seconds: float = LOG_INTERVAL_SECONDS,
     ):
         self._metrics = metrics
+        self._budget = budget
         self._log = RateLimitedLog(log_interval_seconds)
 
     async def intercept_service(self, continuation, handler_call_details):
@@ -93,16 +125,40 @@ class UndecodableRequestInterceptor(grpc.aio.ServerInterceptor):
         rpc = handler_call_details.method.rsplit("/", 1)[-1]
         behaviour = handler.unary_unary
 
-        async def refuse_undecodable(request, context: grpc.aio.ServicerContext):
-            if isinstance(request, Undecodable):
-                await self._refuse(rpc, request, context)
-            return await behaviour(request, context)
+        async def refuse_undecodable(decoded: Decoded, context: grpc.aio.ServicerContext):
+            if isinstance(decoded.message, Undecodable):
+                await self._refuse(rpc, decoded.message, context)
+            with self._hold_body(rpc, decoded.body_bytes) as refusal:
+                if refusal is not None:
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+                return await behaviour(decoded.message, context)
 
         return grpc.unary_unary_rpc_method_handler(
             refuse_undecodable,
-            request_deserializer=tolerant(handler.request_deserializer),
+            request_deserializer=sized(tolerant(handler.request_deserializer)),
             response_serializer=handler.response_serializer,
         )
+
+    @contextmanager
+    def _hold_body(self, rpc: str, body_bytes: int) -> Iterator[str | None]:
+        """Holds the body's memory in the budget for the call; yields why not when it does not fit."""
+        if self._budget is None or body_bytes < MIN_BUDGETED_BODY_BYTES:
+            yield None
+            return
+        what = f"{rpc}: request body of {describe_bytes(body_bytes)}"
+        try:
+            reservation = self._budget.try_reserve(BODY_COPIES * body_bytes, what)
+        except LimitExceeded as error:
+            yield str(error)
+            return
+        if reservation is None:
+            yield (
+                f"{what}: the server's {BUDGET_NAME} of {describe_bytes(self._budget.limit)} is in use "
+                f"({describe_bytes(self._budget.used)}); retry later"
+            )
+            return
+        with reservation:
+            yield None
 
     async def _refuse(self, rpc: str, request: Undecodable, context: grpc.aio.ServicerContext) -> None:
         if self._metrics is not None:
