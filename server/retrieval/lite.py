@@ -111,7 +111,7 @@ class LiteServer:
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.stop(grace=2).wait(5)
+            self._server.stop(grace=1).wait(2)  # calls reach it only from retrieval calls, drained by now
             self._server = None
         self._db.close()  # flushes what is in memory and releases the folder's lock
         if self.socket is not None:
