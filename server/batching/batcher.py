@@ -6,7 +6,8 @@ one per item, in order. Worker threads take the oldest queued item's group, wait
 for a fuller batch, take items in arrival order (a large request is split across runs), run the
 function once, check that it gave one output per item, and hand the outputs back. A failed run fails
 every call that had an item in it; calls never hang. The queue is bounded: a call that would overflow
-it is refused at once.
+it is refused at once. A cancelled call withdraws its queued items; a run all of whose calls were
+cancelled stops at the batch function's next check (see batch_run.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from server.batching.cancellation import current_token
+from server.batching.batch_run import BatchRun
+from server.batching.cancellation import current_token, run_with_token
 from server.batching.settings import BatchSettings
 from server.errors import Cancelled, ModelNotReady, Overloaded
 
@@ -71,6 +73,7 @@ class BatchStats:
     runs: int = 0
     items: int = 0
     failed_runs: int = 0
+    cancelled_runs: int = 0  # stopped part-way because every call in them was cancelled
     batch_sizes: Counter = field(default_factory=Counter)  # batch size -> runs
     batch_ns: Counter = field(default_factory=Counter)  # batch size -> time in those runs
     calls_ok: int = 0
@@ -228,14 +231,21 @@ class DynamicBatcher:
             return
         started = time.monotonic()
         waits = [started - s.call.enqueued_at for s in live]
+        run = BatchRun([s.call.future for s in live], [s.count for s in live])
         try:
-            outputs = self._run_batch(items)
+            try:
+                outputs = run_with_token(run, self._run_batch, items)
+            finally:
+                run.close()
             if len(outputs) != len(items):
                 raise RuntimeError(
                     f"model {self.name}: the batch function gave {len(outputs)} outputs "
                     f"for {len(items)} items"
                 )
         except Exception as error:  # every call in the batch gets the error; none may hang
+            if run.cancelled:
+                self._stopped(live, len(items), waits, started)
+                return
             log.warning("model %s: a batch of %d items failed: %s", self.name, len(items), error)
             self._observe(len(items), waits, started, failed=True)
             ended = time.monotonic()
@@ -271,6 +281,21 @@ class DynamicBatcher:
         for call in done:  # futures complete outside the lock: their callbacks may submit more work
             with contextlib.suppress(InvalidStateError):  # withdrawn meanwhile: the caller has gone
                 call.future.set_result(call.outputs)
+
+    def _stopped(self, live: list[_Slice], size: int, waits: list[float], started: float) -> None:
+        """A run that stopped because all its calls were cancelled: they already have their answer."""
+        ended = time.monotonic()
+        log.info(
+            "model %s: a run of %d items stopped after %.2fs: every call in it was cancelled",
+            self.name,
+            size,
+            ended - started,
+        )
+        with self._cond:
+            self._stats.cancelled_runs += 1
+            self._count_run(size, waits, started, ended)
+            for piece in live:
+                self._drop(piece.call)
 
     def _count_run(self, size: int, waits: list[float], started: float, ended: float) -> None:
         """Statistics of one run (under the lock)."""

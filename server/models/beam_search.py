@@ -7,16 +7,21 @@ max_length) enter the sentence's n-best with score = sum_logprobs / generated_le
 `early_stopping` True stops a sentence once k hypotheses are done; False/"never" use the transformers
 heuristic. num_beams=1 is greedy decoding, as `generate` does it.
 
-Sentences are independent: a sentence whose n-best can no longer change is pruned from the batch.
-The decoder is behind `StepDecoder`, so the search runs without ONNX Runtime in unit tests.
+Sentences are independent: a sentence whose n-best can no longer change is pruned from the batch, and
+so is one that nobody waits for any more (its call was cancelled). Every step first checks whether the
+whole search was cancelled. The decoder is behind `StepDecoder`, so the search runs without ONNX Runtime
+in unit tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
+from server.batching.cancellation import check_cancelled
 
 NEG = np.float32(-1.0e9)  # the "impossible" score transformers adds; -inf would poison sums
 
@@ -125,7 +130,14 @@ class BeamSearch:
     start_id: int
     results: dict[int, list[ScoredTokens]] = field(default_factory=dict)
 
-    def run(self, decoder: StepDecoder, sentences: int) -> list[list[ScoredTokens]]:
+    def run(
+        self,
+        decoder: StepDecoder,
+        sentences: int,
+        abandoned: Callable[[], Collection[int]] | None = None,
+    ) -> list[list[ScoredTokens]]:
+        """n-best per sentence. `abandoned()` (asked before every step) names sentences nobody waits for
+        any more: they leave the batch and get an empty n-best."""
         s = self.settings
         k, length = s.num_beams, s.max_length
         greedy = k == 1  # transformers decodes greedily then: it stops at the first EOS
@@ -144,13 +156,17 @@ class BeamSearch:
             finished_flags=np.zeros((sentences, k), dtype=bool),
             improvable=np.ones(sentences, dtype=bool),
         )
+        check_cancelled("beam search")
         logits = decoder.start(k)
         cur_len = 1
         while True:
+            check_cancelled("beam search step")
             batch, parents, tokens, done = self._step(batch, logits, cur_len, early_stopping)
             cur_len += 1
-            for row in np.flatnonzero(done):
+            dropped = self._dropped(batch, abandoned)
+            for row in np.flatnonzero(done & ~dropped):
                 self._collect(batch, row)
+            done |= dropped
             if done.all():
                 break
             keep = np.flatnonzero(~done)
@@ -162,6 +178,16 @@ class BeamSearch:
                 batch = batch.take(keep)
             logits = decoder.advance(parents, tokens, kept_rows)
         return [self.results[i] for i in range(sentences)]
+
+    def _dropped(self, batch: _Batch, abandoned: Callable[[], Collection[int]] | None) -> np.ndarray:
+        """[A] bool: active sentences nobody waits for; they are recorded with an empty n-best."""
+        gone = abandoned() if abandoned is not None else ()
+        if not gone:
+            return np.zeros(len(batch.ids), dtype=bool)
+        dropped = np.isin(batch.ids, np.fromiter(gone, dtype=np.int64))
+        for sentence in batch.ids[dropped]:
+            self.results[int(sentence)] = []
+        return dropped
 
     def _process(self, log_probs: np.ndarray, running: np.ndarray, cur_len: int) -> np.ndarray:
         """The logits processors of transformers, on log-probabilities [R, V]; `running` is [R, L]."""

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from server.batching.batch_run import abandoned_items
 from server.batching.batcher import DynamicBatcher
+from server.batching.cancellation import check_cancelled
 from server.errors import ModelLoadError
 from server.inputs import Hypothesis
 from server.models.beam_search import BeamSearch, SearchSettings
@@ -87,17 +89,27 @@ class MarianModel:
     def submit(self, texts: list[str], options: TranslateOptions) -> Future:
         """Queues the sentences; only sentences with the same search settings decode together."""
         settings = search_settings(self.defaults, options, self.max_positions)
-        return self.batcher.submit([(settings, self.tokenizer.encode(text)) for text in texts], settings)
+        items = []
+        for text in texts:
+            check_cancelled("Marian tokenising")
+            items.append((settings, self.tokenizer.encode(text)))
+        return self.batcher.submit(items, settings)
 
     def _run(self, items: Sequence[tuple[SearchSettings, list[int]]]) -> list[list[Hypothesis]]:
         """One beam search over sentences from any number of calls (one group: same settings)."""
         settings = items[0][0]
         order = sorted(range(len(items)), key=lambda i: len(items[i][1]))
+        position = {item: sentence for sentence, item in enumerate(order)}
         input_ids, mask = self._pad([items[i][1] for i in order])
+        check_cancelled("Marian encoder")
         decoder = MarianStepDecoder(self.graphs, input_ids, mask, self.defaults.decoder_start_id)
         search = BeamSearch(settings, self.defaults.decoder_start_id)
         results: list[list[Hypothesis]] = [[] for _ in items]
-        for row, hypotheses in zip(order, search.run(decoder, len(order)), strict=True):
+
+        def abandoned() -> list[int]:  # sentences of calls that were cancelled stop decoding
+            return [position[item] for item in abandoned_items()]
+
+        for row, hypotheses in zip(order, search.run(decoder, len(order), abandoned), strict=True):
             results[row] = [Hypothesis(self.tokenizer.decode(h.tokens), h.score) for h in hypotheses]
         return results
 

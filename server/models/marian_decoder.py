@@ -3,7 +3,9 @@
 Layouts accepted: `encoder_model.onnx` with either `decoder_model.onnx` + `decoder_with_past_model.onnx`,
 or `decoder_model_merged.onnx` (one graph, `use_cache_branch` picks the path). The first step computes
 each sentence's cross-attention keys/values once; later steps feed them back unchanged and only the
-self-attention cache follows the beams.
+self-attention cache follows the beams. Every step is preceded by a cancellation check in the search;
+the first step's copy of the cross-attention cache for every beam, the largest piece of work, checks as
+it goes.
 """
 
 from __future__ import annotations
@@ -13,9 +15,24 @@ import re
 import numpy as np
 import onnxruntime as ort
 
+from server.batching.cancellation import check_cancelled
 from server.errors import ModelLoadError
 
 _PRESENT = re.compile(r"present\.(\d+)\.(decoder|encoder)\.(key|value)")
+CHECK_BYTES = 64 * 1024 * 1024  # repeated cache written between two cancellation checks
+
+
+def repeat_rows(array: np.ndarray, times: int) -> np.ndarray:
+    """np.repeat(array, times, axis=0), written a slice at a time with a cancellation check before each:
+    for a large batch with wide beams it is hundreds of megabytes, which take seconds to fill."""
+    rows = array.shape[0]
+    out = np.empty((rows * times, *array.shape[1:]), dtype=array.dtype)
+    per_sentence = out.reshape(rows, times, *array.shape[1:])
+    step = max(1, CHECK_BYTES // max(1, array[:1].nbytes * times))
+    for start in range(0, rows, step):
+        check_cancelled("Marian decoder start")
+        per_sentence[start : start + step] = array[start : start + step, None]
+    return out
 
 
 class MarianGraphs:
@@ -76,8 +93,8 @@ class MarianStepDecoder:
         )
         layers2 = 2 * g.layers
         # Beams of a sentence start identical: repeat every per-sentence array num_beams times, once.
-        self._self_kv = [np.repeat(x, num_beams, axis=0) for x in outputs[1 : 1 + layers2]]
-        self._cross_kv = [np.repeat(x, num_beams, axis=0) for x in outputs[1 + layers2 :]]
+        self._self_kv = [repeat_rows(x, num_beams) for x in outputs[1 : 1 + layers2]]
+        self._cross_kv = [repeat_rows(x, num_beams) for x in outputs[1 + layers2 :]]
         self._mask = np.repeat(self._mask, num_beams, axis=0)
         self._hidden = None  # the cross-attention cache replaces it
         return np.repeat(outputs[0][:, -1, :], num_beams, axis=0)

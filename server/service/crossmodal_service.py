@@ -12,7 +12,7 @@ import grpc
 
 from crossmodal.v1 import crossmodal_pb2 as pb
 from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
-from server.batching.cancellation import CancelToken, run_with_token
+from server.batching.cancellation import CancelToken, calls_on
 from server.engine import Engine
 from server.errors import (
     Cancelled,
@@ -93,10 +93,14 @@ def handles_errors(method):
 
 async def run_in_worker(executor: Executor, function, *args):
     """Runs function(*args) on a worker thread: ONNX Runtime, decoding and tokenising never run on the event
-    loop. When the call is cancelled (client gone, deadline passed) the token withdraws its work still
-    waiting in model queues."""
+    loop. When the call is cancelled (client gone, deadline passed, server stopping) its token withdraws
+    its work still waiting in model queues and stops its running stages at their next check. The call is
+    registered on the executor while its thread runs it, so that a stopping server can cut it off."""
     token = CancelToken()
-    work = asyncio.get_running_loop().run_in_executor(executor, run_with_token, token, function, *args)
+    what = getattr(function, "__qualname__", repr(function))
+    work = asyncio.get_running_loop().run_in_executor(
+        executor, calls_on(executor).run, token, what, function, *args
+    )
     try:
         return await work
     except asyncio.CancelledError:

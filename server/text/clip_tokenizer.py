@@ -15,11 +15,14 @@ import ftfy
 import numpy as np
 from tokenizers import Tokenizer
 
+from server.batching.cancellation import check_cancelled
 from server.errors import ModelLoadError
 
 START_OF_TEXT = "<|startoftext|>"
 END_OF_TEXT = "<|endoftext|>"
 PAD_ID = 0  # masked out; the CLIP text tower pools at the end-of-text token, never at padding
+# Texts encoded between cancellation checks: a chunk of long texts takes milliseconds.
+TEXTS_PER_CHECK = 32
 
 
 def clean_text(text: str) -> str:
@@ -60,18 +63,24 @@ class ClipTokenizer:
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
-        """Ids per text with start/end tokens, at most context_length long (end token kept last)."""
-        encodings = self._tokenizer.encode_batch([clean_text(t) for t in texts])
+        """Ids per text with start/end tokens, at most context_length long (end token kept last).
+
+        Stops (Cancelled) between chunks of texts when the call was cancelled."""
         result = []
-        for encoding in encodings:
-            ids = list(encoding.ids)
-            if ids[:1] != [self.start_id]:  # a tokenizer.json without the post-processor
-                ids = [self.start_id, *ids, self.end_id]
-            if len(ids) > self.context_length:
-                ids = ids[: self.context_length]
-                ids[-1] = self.end_id
-            result.append(ids)
+        for start in range(0, len(texts), TEXTS_PER_CHECK):
+            check_cancelled("CLIP tokenising")
+            chunk = [clean_text(t) for t in texts[start : start + TEXTS_PER_CHECK]]
+            result.extend(self._ids(encoding) for encoding in self._tokenizer.encode_batch(chunk))
         return result
+
+    def _ids(self, encoding) -> list[int]:
+        ids = list(encoding.ids)
+        if ids[:1] != [self.start_id]:  # a tokenizer.json without the post-processor
+            ids = [self.start_id, *ids, self.end_id]
+        if len(ids) > self.context_length:
+            ids = ids[: self.context_length]
+            ids[-1] = self.end_id
+        return ids
 
     def pad(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """[N, longest] input_ids and attention_mask (int64)."""

@@ -7,6 +7,11 @@ import threading
 
 import jieba
 
+from server.batching.cancellation import check_cancelled
+
+# jieba yields a run of Han characters only after segmenting all of it, so checks fall between runs.
+WORDS_PER_CHECK = 256
+
 jieba.setLogLevel(logging.WARNING)  # jieba logs its dictionary loading at INFO on its own logger
 _initialised = threading.Lock()
 
@@ -18,4 +23,12 @@ def initialise() -> None:
 
 
 def segment(text: str) -> tuple[str, ...]:
-    return tuple(word for word in jieba.lcut(text, cut_all=False) if word.strip())
+    """jieba's words, without blanks; stops (Cancelled) when the call was cancelled."""
+    check_cancelled("jieba segmentation")
+    words = []
+    for count, word in enumerate(jieba.cut(text, cut_all=False), start=1):
+        if word.strip():
+            words.append(word)
+        if count % WORDS_PER_CHECK == 0:
+            check_cancelled("jieba segmentation")
+    return tuple(words)
