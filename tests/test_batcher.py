@@ -12,9 +12,10 @@ import pytest
 from google.protobuf import text_format
 
 from crossmodal.v1 import model_config_pb2 as mc
+from server.batching.batch_run import abandoned_items
 from server.batching.batcher import DynamicBatcher
 from server.batching.buckets import length_buckets
-from server.batching.cancellation import CancelToken, run_with_token
+from server.batching.cancellation import CancelToken, check_cancelled, run_with_token
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS, BatchSettings
 from server.errors import Cancelled, ModelNotReady, Overloaded
 from server.service.crossmodal_service import status_code
@@ -193,6 +194,73 @@ def test_a_cancelled_call_withdraws_its_queued_items(make_batcher):
     model.gate.set()
     assert first.result(5) == [-10] and kept.result(5) == [90]
     assert all(7 not in batch for batch in model.batches)  # the withdrawn items never ran
+
+
+class PatientModel:
+    """A long run that checks for cancellation every few milliseconds, for up to 10 s; it reports which
+    of its items were abandoned and returns early once `enough(abandoned)` holds."""
+
+    def __init__(self, enough=lambda abandoned: False) -> None:
+        self.entered = threading.Event()
+        self.enough = enough
+        self.abandoned: set[int] = set()
+        self.checks = 0
+
+    def __call__(self, items):
+        self.entered.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            check_cancelled("the patient model")
+            self.checks += 1
+            self.abandoned = abandoned_items()
+            if self.enough(self.abandoned):
+                break
+            time.sleep(0.005)
+        return [x * 10 for x in items]
+
+
+def cancellable_call(pool, batcher, items):
+    """Runs batcher.run(items) on the pool under a fresh token; returns (token, future)."""
+    token = CancelToken()
+    return token, pool.submit(run_with_token, token, batcher.run, items)
+
+
+def test_a_run_stops_when_every_call_in_it_was_cancelled(make_batcher):
+    model = PatientModel()
+    batcher = make_batcher(model, max_queue_delay_s=0.2)
+    with ThreadPoolExecutor(2) as pool:
+        calls = [cancellable_call(pool, batcher, [i]) for i in (1, 2)]
+        assert model.entered.wait(5)
+        started = time.monotonic()
+        for token, call in calls:
+            token.cancel()
+            with pytest.raises(Cancelled):
+                call.result(5)
+        while batcher.stats().cancelled_runs == 0 and time.monotonic() < started + 5:
+            time.sleep(0.01)
+    stats = batcher.stats()
+    assert stats.cancelled_runs == 1 and stats.failed_runs == 0
+    assert time.monotonic() - started < 1  # not the 10 s the run would take
+    model.enough = lambda abandoned: True
+    assert batcher.run([3]) == [30]  # and the batcher keeps serving
+
+
+def test_a_run_goes_on_for_the_calls_still_waiting_and_knows_which_items_left(make_batcher):
+    model = PatientModel(enough=lambda abandoned: bool(abandoned))
+    batcher = make_batcher(model, max_queue_delay_s=0.2)
+    with ThreadPoolExecutor(2) as pool:
+        leaving, left = cancellable_call(pool, batcher, [1, 2])
+        deadline = time.monotonic() + 5
+        while batcher.queued_items() != 2 and time.monotonic() < deadline:
+            time.sleep(0.005)  # queued first: its items come first in the run
+        _, staying = cancellable_call(pool, batcher, [3])
+        assert model.entered.wait(5)
+        leaving.cancel()
+        with pytest.raises(Cancelled):
+            left.result(5)
+        assert staying.result(5) == [30]
+    assert model.abandoned == {0, 1}  # the leaving call's two items, first in the run
+    assert batcher.stats().cancelled_runs == 0
 
 
 def test_items_of_different_groups_never_share_a_run(make_batcher):
