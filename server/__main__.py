@@ -12,7 +12,7 @@ from pathlib import Path
 
 from server.app import CrossModalServer
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
-from server.config import Limits, ModelControl, ServerConfig, TlsFiles
+from server.config import DEFAULT_DECODE_MEMORY, Limits, ModelControl, ServerConfig, TlsFiles
 from server.errors import StartupError
 
 log = logging.getLogger("server")
@@ -96,6 +96,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="largest gRPC message sent or received",
     )
     parser.add_argument(
+        "--max-decode-memory",
+        type=int,
+        default=DEFAULT_DECODE_MEMORY,
+        help="bytes that decoding images may hold at once, all calls together (estimated from each "
+        "image's header before decoding); an image that does not fit waits, then gets RESOURCE_EXHAUSTED",
+    )
+    parser.add_argument(
         "--max-queue-items",
         type=int,
         default=DEFAULT_MAX_QUEUE_ITEMS,
@@ -177,6 +184,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         workers=args.workers,
         max_concurrent_calls=args.max_concurrent_calls,
         grace_seconds=args.grace_period,
+        max_decode_memory=args.max_decode_memory,
         limits=limits,
         max_queue_items=args.max_queue_items,
         model_control=ModelControl(args.model_control_mode),

@@ -19,6 +19,8 @@ from server.config import ModelControl, ServerConfig
 from server.engine import Engine
 from server.errors import StartupError
 from server.health import HealthReporter
+from server.images.allocator import return_large_frees_to_the_system
+from server.memory_budget import MemoryBudget
 from server.metrics import ServerMetrics
 from server.model_control import ModelController
 from server.port_check import ensure_port_free
@@ -48,7 +50,14 @@ class CrossModalServer:
         self.metrics.watch_models(
             lambda: [(s.name, s.version, s.state.value) for s in self.repository.index()]
         )
-        self.engine = Engine(self.repository, config.limits, config.default_pipeline)
+        return_large_frees_to_the_system()
+        # One server-wide budget for decoded images and request bodies: memory, not worker count, bounds them.
+        self.memory_budget = MemoryBudget(
+            config.max_decode_memory, config.max_decode_waiting, config.decode_wait_seconds
+        )
+        self.engine = Engine(
+            self.repository, config.limits, config.default_pipeline, memory_budget=self.memory_budget
+        )
         self.retrieval = Retrieval(
             self.engine, lambda: VectorStore(config.vector_store_uri, config.milvus_token)
         )

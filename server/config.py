@@ -9,6 +9,10 @@ from pathlib import Path
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
 
 MIB = 1024 * 1024
+# Decoded images in flight, all calls together: a 40-megapixel image (the pixel limit) estimates about
+# 330 MiB, so three such fit, or a dozen 12-megapixel photos; the models and the server take about 0.5 GiB
+# more, so a 2 GiB machine holds it.
+DEFAULT_DECODE_MEMORY = 1024 * MIB
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,11 @@ class ServerConfig:
     max_concurrent_calls: int = 512
     grace_seconds: float = 10.0
     limits: Limits = field(default_factory=Limits)
+    # Bytes that decoding images (and request bodies) may hold at once, server-wide; a decode beyond it
+    # waits (at most decode_wait_seconds, at most max_decode_waiting of them) or gets RESOURCE_EXHAUSTED.
+    max_decode_memory: int = DEFAULT_DECODE_MEMORY
+    max_decode_waiting: int = 256
+    decode_wait_seconds: float = 30.0
     max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS  # per model version, when its config sets no queue size
     model_control: ModelControl = ModelControl.NONE
     poll_seconds: float = 15.0
@@ -90,6 +99,10 @@ class ServerConfig:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.max_concurrent_calls < 1:
             raise ValueError(f"max concurrent calls must be at least 1, got {self.max_concurrent_calls}")
+        if self.max_decode_memory <= 0:
+            raise ValueError(f"max decode memory must be positive, got {self.max_decode_memory}")
+        if self.max_decode_waiting < 0 or self.decode_wait_seconds < 0:
+            raise ValueError("the wait for decode memory must not be negative")
         if self.grace_seconds < 0:
             raise ValueError(f"grace period must not be negative, got {self.grace_seconds}")
         if not self.default_pipeline:

@@ -23,6 +23,7 @@ from server.inputs import (
     TextInput,
     TranslateResult,
 )
+from server.memory_budget import MemoryBudget
 from server.models.generation import TranslateOptions
 from server.pipeline import ClipPipeline, resolve_pipeline
 from server.repository.repository import ModelRepository
@@ -45,10 +46,18 @@ def _leasing_models(method):
 
 
 class Engine:
-    def __init__(self, repository: ModelRepository, limits: Limits, default_pipeline: str = "clip") -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        limits: Limits,
+        default_pipeline: str = "clip",
+        memory_budget: MemoryBudget | None = None,
+    ) -> None:
         self.repository = repository
         self.limits = limits
         self.default_pipeline = default_pipeline
+        # Decoded images of all calls together stay within it (None: not bounded, for tools and tests).
+        self.memory_budget = memory_budget
         self.accepting = True  # False while the server's start-up load runs
         # Decodes the images of one request in parallel (Pillow releases the GIL while decoding).
         self._preprocess_pool = ThreadPoolExecutor(
@@ -75,7 +84,9 @@ class Engine:
         (by position, rows left NaN) instead of failing the call; `field` is what errors call the items."""
         self._check_count(field, len(items))
         pipeline = self.pipeline(ref)
-        embedded = pipeline.embed(_named(field, items), self.limits, self._preprocess_pool, item_errors)
+        embedded = pipeline.embed(
+            _named(field, items), self.limits, self._preprocess_pool, item_errors, self.memory_budget
+        )
         return EncodeResult(embedded.embeddings, embedded.texts, embedded.models)
 
     @_leasing_models
@@ -85,7 +96,10 @@ class Engine:
         self._check_count("queries + candidates", len(queries) + len(candidates))
         pipeline = self.pipeline(ref)
         embedded = pipeline.embed(
-            _named("queries", queries) + _named("candidates", candidates), self.limits, self._preprocess_pool
+            _named("queries", queries) + _named("candidates", candidates),
+            self.limits,
+            self._preprocess_pool,
+            budget=self.memory_budget,
         )
         similarity = embedded.embeddings[: len(queries)] @ embedded.embeddings[len(queries) :].T
         probabilities = softmax(pipeline.logit_scale * similarity)
@@ -111,7 +125,7 @@ class Engine:
         ]
         pipeline = self.pipeline(ref)
         named = _named("items", items) + [(f"labels[{i}]", TextInput(p)) for i, p in enumerate(prompts)]
-        embedded = pipeline.embed(named, self.limits, self._preprocess_pool)
+        embedded = pipeline.embed(named, self.limits, self._preprocess_pool, budget=self.memory_budget)
         similarity = embedded.embeddings[: len(items)] @ embedded.embeddings[len(items) :].T
         probabilities = softmax(pipeline.logit_scale * similarity)
         keep = min(top_k or len(labels), len(labels))

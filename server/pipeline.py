@@ -13,8 +13,10 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from crossmodal.v1 import model_config_pb2 as mc
+from server.batching.cancellation import check_cancelled, current_token, run_with_token
 from server.config import Limits
 from server.errors import (
     CrossModalError,
@@ -24,8 +26,10 @@ from server.errors import (
     ModelNotFound,
     ModelNotReady,
 )
-from server.images.decode import ImageDecodeError, ImageTooLarge, decode_image
+from server.images.decode import ImageDecodeError, ImageTooLarge, load_rgb, open_image
+from server.images.decode_cost import decode_bytes
 from server.inputs import ImageInput, Input, TextOutcome
+from server.memory_budget import MemoryBudget
 from server.models.clip_text import ClipTextModel
 from server.models.clip_vision import ClipVisionModel
 from server.models.generation import TranslateOptions
@@ -67,13 +71,14 @@ class ClipPipeline:
         limits: Limits,
         pool: Executor | None = None,
         item_errors: dict[int, CrossModalError] | None = None,
+        budget: MemoryBudget | None = None,
     ) -> Embedded:
         """Embeds (name, input) pairs, in order; `name` (e.g. "items[3]") is what errors call the item.
 
         Images are decoded (in `pool` when given) and queued for the image tower before the texts are
         looked at, so image inference overlaps text work (jieba, translation, tokenising). With
         `item_errors`, an item that cannot be embedded is recorded there (by row) and its row left NaN,
-        instead of failing the whole call.
+        instead of failing the whole call. Each image's decode waits for its estimated memory in `budget`.
         """
         images, texts = [], []
         for row, (name, item) in enumerate(named_inputs):
@@ -81,7 +86,7 @@ class ClipPipeline:
         pending: list[tuple[list[int], Future, ClipVisionModel | ClipTextModel]] = []
         models = list(self.models)
         try:
-            kept = self._preprocess(images, limits, pool, item_errors) if images else []
+            kept = self._preprocess(images, limits, pool, item_errors, budget) if images else []
             if kept:
                 rows = [row for row, _ in kept]
                 pending.append((rows, self.vision.submit([pixels for _, pixels in kept]), self.vision))
@@ -113,13 +118,15 @@ class ClipPipeline:
         limits: Limits,
         pool: Executor | None,
         item_errors: dict[int, CrossModalError] | None,
+        budget: MemoryBudget | None,
     ) -> list[tuple[int, np.ndarray]]:
         """(row, pixels) of the images that decode; failures raise, or go to item_errors when given."""
 
         def prepare(entry: tuple[int, str, ImageInput]) -> tuple[int, np.ndarray | CrossModalError]:
             row, name, item = entry
             try:
-                return row, self.vision.preprocess(self._decode(name, item.data, limits))
+                check_cancelled("decoding")  # a cancelled call decodes none of its remaining images
+                return row, self._decode_and_preprocess(name, item.data, limits, budget)
             except CrossModalError as error:
                 if item_errors is None:
                     raise
@@ -128,7 +135,8 @@ class ClipPipeline:
         if pool is None or len(images) == 1:
             prepared = [prepare(entry) for entry in images]
         else:
-            prepared = list(pool.map(prepare, images))  # the first failing item (in order) is raised
+            token = current_token()  # the pool's threads do not inherit the call's context
+            prepared = list(pool.map(lambda entry: run_with_token(token, prepare, entry), images))
         kept = []
         for row, result in prepared:
             if isinstance(result, CrossModalError):
@@ -148,16 +156,31 @@ class ClipPipeline:
             outcomes[i] = outcome
         return translator.name, translator.version
 
-    @staticmethod
-    def _decode(item_name: str, data: bytes, limits: Limits):
+    def _decode_and_preprocess(
+        self, item_name: str, data: bytes, limits: Limits, budget: MemoryBudget | None
+    ) -> np.ndarray:
+        """Pixels for the vision tower; the decode first reserves, in `budget`, the memory its header says
+        decoding and preprocessing will take, and holds it until only the output is left."""
         if len(data) > limits.max_image_bytes:
             raise LimitExceeded(
                 f"{item_name}: image is {len(data)} bytes; the limit is {limits.max_image_bytes}"
             )
         try:
-            return decode_image(data, limits.max_image_pixels)
+            image = open_image(data, limits.max_image_pixels)
         except ImageTooLarge as error:
             raise LimitExceeded(f"{item_name}: {error}") from error
+        except ImageDecodeError as error:
+            raise InvalidInput(f"{item_name}: {error}") from error
+        if budget is None:
+            return self.vision.preprocess(self._load(item_name, image))
+        cost = decode_bytes(image) + self.vision.preprocessor.working_bytes(*image.size)
+        with budget.reserve(cost, f"{item_name} ({image.width}x{image.height} {image.format})"):
+            return self.vision.preprocess(self._load(item_name, image))
+
+    @staticmethod
+    def _load(item_name: str, image) -> Image.Image:
+        try:
+            return load_rgb(image)
         except ImageDecodeError as error:
             raise InvalidInput(f"{item_name}: {error}") from error
 

@@ -42,7 +42,23 @@ CASES = [
     (64, 64, "RGB", "PNG"),
     (800, 31, "RGBA", "PNG"),
     (31, 800, "RGB", "JPEG"),
+    # Extreme aspect ratios: the reference's resized intermediate is 224 x (224 x ratio).
+    (1, 1000, "RGB", "PNG"),
+    (1200, 1, "RGB", "PNG"),
+    (3, 700, "L", "JPEG"),
+    (900, 5, "RGBA", "PNG"),
 ]
+
+# Settings other model kinds use: a crop larger than the resize (zero padding), a fixed size without a
+# crop, a crop without a resize, and other resampling filters.
+OTHER_SETTINGS = {
+    "crop-pads": {"size": {"shortest_edge": 50}, "crop_size": {"height": 64, "width": 61}},
+    "square-no-crop": {"size": {"height": 64, "width": 48}, "do_center_crop": False},
+    "crop-only": {"do_resize": False, "crop_size": {"height": 40, "width": 64}},
+    "bilinear": {"size": {"shortest_edge": 64}, "crop_size": 64, "resample": 2},
+    "lanczos": {"size": {"shortest_edge": 64}, "crop_size": 64, "resample": 1},
+    "box": {"size": {"shortest_edge": 33}, "crop_size": 32, "resample": 4},
+}
 
 
 def make_image(seed: int, width: int, height: int, mode: str) -> Image.Image:
@@ -109,6 +125,15 @@ def test_matches_clip_image_processor(processors, width, height, mode, fmt):
     # The reference also does its own RGB conversion of the undecoded image; ours must agree with it.
     raw = reference_pixels(reference, Image.open(io.BytesIO(data)))
     assert_within_one_level(ours(decoded), raw, reference.image_std)
+
+
+@pytest.mark.parametrize("settings", list(OTHER_SETTINGS), ids=str)
+@pytest.mark.parametrize(("width", "height"), [(7, 5), (300, 40), (40, 300), (100, 100), (2, 500)], ids=str)
+def test_other_settings_match_clip_image_processor(settings, width, height):
+    reference = CLIPImageProcessor(**OTHER_SETTINGS[settings])
+    ours = ImagePreprocessor.from_dict(reference.to_dict())
+    decoded = decode_image(encode(make_image(width + height, width, height, "RGB"), "PNG"), MAX_PIXELS)
+    assert_within_one_level(ours(decoded), reference_pixels(reference, decoded), reference.image_std)
 
 
 def test_exif_orientation_is_applied():

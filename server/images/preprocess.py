@@ -1,7 +1,8 @@
 """The OpenAI CLIP preprocessing, configured by the model's `preprocessor_config.json`.
 
 Same steps and arithmetic as `transformers.CLIPImageProcessor`: resize (shortest edge, PIL resampling from
-the file, bicubic by default) on 8-bit pixels, center crop, rescale by 1/255, normalise with mean/std.
+the file, bicubic by default) on 8-bit pixels, center crop, rescale by 1/255, normalise with mean/std; the
+crop is taken in source coordinates, so memory follows the output size whatever the aspect ratio.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from server.errors import ModelLoadError
+from server.images.crop_resize import CropPlan, plan_crop, resample_crop
 
 PIL_BICUBIC = 3
 
@@ -76,31 +78,30 @@ class ImagePreprocessor:
         raise ValueError("the output size depends on the input when neither crop nor fixed resize is set")
 
     def __call__(self, image: Image.Image) -> np.ndarray:
-        """RGB image -> float32 [3, H, W]."""
-        if self.shortest_edge is not None:
-            image = image.resize(self._shortest_edge_size(*image.size), resample=self.resample)
-        elif self.resize_to is not None:
-            image = image.resize((self.resize_to[1], self.resize_to[0]), resample=self.resample)
-        pixels = np.asarray(image, dtype=np.uint8)
-        if self.crop is not None:
-            pixels = center_crop(pixels, *self.crop)
+        """RGB image -> float32 [3, H, W], in memory proportional to the output (see crop_resize): every
+        aspect ratio is accepted, and a 1x20000 image costs about what a 224x224 one does."""
+        pixels = resample_crop(image, self.plan(*image.size), self.resample)
         scaled = pixels.astype(np.float32) * np.float32(self.rescale_factor)
         normalised = (scaled - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(normalised.transpose(2, 0, 1), dtype=np.float32)
+
+    def plan(self, width: int, height: int) -> CropPlan:
+        if self.shortest_edge is not None:
+            resized = self._shortest_edge_size(width, height)
+        elif self.resize_to is not None:
+            resized = (self.resize_to[1], self.resize_to[0])
+        else:
+            resized = (width, height)
+        return plan_crop((width, height), resized, self.crop, self.resample)
+
+    def working_bytes(self, width: int, height: int) -> int:
+        """Memory that preprocessing a decoded width x height image takes beyond the image itself: the
+        resampling buffers, then the uint8, scaled, normalised and transposed arrays of the output."""
+        plan = self.plan(width, height)
+        out_height, out_width = plan.out
+        return plan.working_bytes + out_height * out_width * 3 * (1 + 4 * 3)
 
     def _shortest_edge_size(self, width: int, height: int) -> tuple[int, int]:
         short, long = (width, height) if width <= height else (height, width)
         new_short, new_long = self.shortest_edge, int(self.shortest_edge * long / short)
         return (new_short, new_long) if width <= height else (new_long, new_short)
-
-
-def center_crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Crops [H, W, C] around the centre; pads with zeros where the image is smaller, as transformers does."""
-    h, w = pixels.shape[:2]
-    if h < height or w < width:
-        padded = np.zeros((max(h, height), max(w, width), pixels.shape[2]), dtype=pixels.dtype)
-        top, left = (padded.shape[0] - h) // 2, (padded.shape[1] - w) // 2
-        padded[top : top + h, left : left + w] = pixels
-        pixels, h, w = padded, padded.shape[0], padded.shape[1]
-    top, left = (h - height) // 2, (w - width) // 2
-    return pixels[top : top + height, left : left + width]
