@@ -9,9 +9,9 @@ from pathlib import Path
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
 
 MIB = 1024 * 1024
-# Decoded images in flight, all calls together: a 40-megapixel image (the pixel limit) estimates about
-# 330 MiB, so three such fit, or a dozen 12-megapixel photos; the models and the server take about 0.5 GiB
-# more, so a 2 GiB machine holds it.
+# Decoded images in flight, all calls together: a 40-megapixel image (the pixel limit) estimates 150 MiB
+# (RGB JPEG) to 460 MiB (16-bit PNG), so two to six such fit, or about twenty 12-megapixel photos; the
+# models and the server take about 0.5 GiB more, so a 2 GiB machine holds it.
 DEFAULT_DECODE_MEMORY = 1024 * MIB
 
 
