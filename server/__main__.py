@@ -238,7 +238,11 @@ async def serve(config: ServerConfig) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await starting
     log.info("signal received: stopping")
-    await server.stop()
+    if not await server.stop():
+        # Threads that outlived their cancellation would hold the interpreter's exit (it joins worker
+        # threads) past the grace period; the server has closed what it could, so leave without them.
+        logging.shutdown()
+        os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:

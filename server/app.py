@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -15,6 +16,7 @@ from crossmodal.v1 import crossmodal_pb2 as pb
 from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
 from inference import grpc_service_pb2 as kpb
 from inference import grpc_service_pb2_grpc as kpb_grpc
+from server.batching.cancellation import calls_on
 from server.config import ModelControl, ServerConfig
 from server.engine import Engine
 from server.errors import StartupError
@@ -35,6 +37,10 @@ from server.service.request_decoding import UndecodableRequestInterceptor
 from server.service.response_size import SEND_LIMIT_FACTOR
 
 log = logging.getLogger(__name__)
+
+# After the grace period: how long cancelled calls get to stop at their next check, and then how long
+# closing the models may take, before the server stops without waiting for them.
+STOP_MARGIN_SECONDS = 3.0
 
 
 class CrossModalServer:
@@ -166,8 +172,11 @@ class CrossModalServer:
     async def wait(self) -> None:
         await self._server.wait_for_termination()
 
-    async def stop(self) -> None:
-        """Health NOT_SERVING, new calls refused, in-flight calls finish within the grace period."""
+    async def stop(self) -> bool:
+        """Health NOT_SERVING, new calls refused, in-flight calls finish within the grace period; calls
+        still running then are cancelled and get STOP_MARGIN_SECONDS to stop at their next check, and
+        closing the models gets as long. Returns False when something was still busy after that: the
+        process should then exit without waiting for those threads."""
         await self.health.drain()
         if self._polling is not None:
             self._polling.cancel()
@@ -176,10 +185,43 @@ class CrossModalServer:
         if self._server is not None:
             log.info("draining: finishing in-flight calls (grace %.1fs)", self.config.grace_seconds)
             await self._server.stop(self.config.grace_seconds)
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        self.engine.close()
-        self.retrieval.close()
-        self.repository.close()
+        loop = asyncio.get_running_loop()
+        quiet = await loop.run_in_executor(None, self._cut_off_calls)
+        closing = loop.run_in_executor(None, self._close_parts, quiet)
+        try:
+            await asyncio.wait_for(asyncio.shield(closing), STOP_MARGIN_SECONDS)
+        except TimeoutError:
+            log.warning("closing the models took over %.1fs; exiting without waiting", STOP_MARGIN_SECONDS)
+            quiet = False
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
         log.info("stopped")
+        return quiet
+
+    def _cut_off_calls(self) -> bool:
+        """Cancels the calls still running after the grace period; True when all have stopped in time."""
+        calls = calls_on(self._executor)
+        cut_off = calls.cancel_all()
+        if not cut_off:
+            return True
+        log.warning(
+            "grace period over: cancelled %d call(s) still running: %s",
+            len(cut_off),
+            ", ".join(f"{what} x{n}" for what, n in Counter(cut_off).most_common()),
+        )
+        if calls.wait_idle(STOP_MARGIN_SECONDS):
+            return True
+        still = calls.running()
+        log.warning(
+            "%d call(s) still running %.1fs after cancellation (%s); not waiting for them",
+            len(still),
+            STOP_MARGIN_SECONDS,
+            ", ".join(sorted(set(still))),
+        )
+        return False
+
+    def _close_parts(self, quiet: bool) -> None:
+        self._executor.shutdown(wait=quiet, cancel_futures=True)
+        self.engine.close()
+        self.retrieval.close()
+        self.repository.close()

@@ -5,15 +5,22 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
+import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from crossmodal import CrossModalClient
+from server.app import STOP_MARGIN_SECONDS
+from server.batching.cancellation import calls_on
+from server.service.crossmodal_service import run_in_worker
 from tests.helpers import ROOT, in_process_server, running_server
+from tests.test_cancellation import chinese_texts
 
 IN_FLIGHT = 6
 
@@ -101,3 +108,49 @@ def test_sigterm_during_the_start_up_load_exits_cleanly():
             process.kill()
     assert process.returncode == 0, output[-3000:]
     assert "signal received: stopping" in output and "stopped" in output
+
+
+GRACE = 1.0
+STOP_MARGIN = 8.0  # cancelled calls get 3 s to stop, closing the models 3 s more, then the process ends
+
+
+def test_sigterm_cuts_off_a_busy_call_after_the_grace_period_and_exits_zero():
+    with running_server(ROOT / "model_repository", "--grace-period", str(GRACE)) as (address, process):
+        log = Path(tempfile.gettempdir()) / f"crossmodal-test-server-{address.rsplit(':', 1)[1]}.log"
+        with CrossModalClient(address, timeout=120) as client, ThreadPoolExecutor(1) as pool:
+            busy = pool.submit(client.translate, chinese_texts(1024, 8000))  # 30 s of jieba alone
+            time.sleep(1.5)
+            assert not busy.done()
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=60)
+            stopped_after = time.monotonic() - signalled
+            with pytest.raises(grpc.RpcError):
+                busy.result(10)
+    assert code == 0
+    assert stopped_after < GRACE + STOP_MARGIN, f"exited {stopped_after:.1f}s after SIGTERM"
+    output = log.read_text()
+    assert "grace period over: cancelled 1 call(s) still running: Engine.translate x1" in output, output[
+        -3000:
+    ]
+    assert "stopped" in output
+
+
+def test_stop_does_not_wait_for_work_that_ignores_its_cancellation():
+    with in_process_server(ROOT / "model_repository", grace_seconds=0.5) as (_, server):
+        release = threading.Event()
+        stuck = asyncio.run_coroutine_threadsafe(
+            run_in_worker(server._executor, release.wait, 60), server.loop
+        )
+        calls = calls_on(server._executor)
+        deadline = time.monotonic() + 5
+        while not calls.running() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert calls.running() == ["Event.wait"]
+        started = time.monotonic()
+        clean = asyncio.run_coroutine_threadsafe(server.stop(), server.loop).result(60)
+        took = time.monotonic() - started
+        release.set()
+        stuck.result(10)
+    assert clean is False  # the caller (the command line) then exits without waiting for that thread
+    assert took < 0.5 + 2 * STOP_MARGIN_SECONDS + 1
