@@ -61,6 +61,8 @@ class CrossModalServer:
         self.memory_budget = MemoryBudget(
             config.max_decode_memory, config.max_decode_waiting, config.decode_wait_seconds
         )
+        budget = self.memory_budget
+        self.metrics.watch_memory_budget(lambda: budget.used, budget.limit, lambda: budget.waiting)
         self.engine = Engine(
             self.repository, config.limits, config.default_pipeline, memory_budget=self.memory_budget
         )

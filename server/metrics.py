@@ -83,6 +83,25 @@ class ServerMetrics:
         """`states()` lists (model, version, state) of the repository, read at each scrape."""
         self.registry.register(_ModelStates(states))
 
+    def watch_memory_budget(self, used: Callable[[], float], limit: float, waiting: Callable[[], float]):
+        """The server-wide decode memory budget, read at each scrape."""
+        r = self.registry
+        Gauge(
+            "crossmodal_decode_memory_used_bytes",
+            "bytes of the decode memory budget reserved by calls now",
+            registry=r,
+        ).set_function(used)
+        Gauge(
+            "crossmodal_decode_memory_limit_bytes",
+            "the decode memory budget (--max-decode-memory)",
+            registry=r,
+        ).set(limit)
+        Gauge(
+            "crossmodal_decode_memory_waiting_calls",
+            "calls waiting for room in the decode memory budget",
+            registry=r,
+        ).set_function(waiting)
+
     def serve(self, host: str, port: int):
         """Starts the HTTP exposition thread; returns the server (its port: server.server_port).
         A port that cannot be bound is a StartupError naming it."""

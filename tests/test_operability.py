@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from crossmodal import CrossModalClient
 from crossmodal.cli import main as cli_main
+from server.config import ServerConfig
 from tests.helpers import ROOT, encoded_image, free_port, running_server
 
 REPOSITORY = ROOT / "model_repository"
@@ -74,6 +75,10 @@ def test_metrics_count_calls_batches_and_models(served):
     assert metric(text, "crossmodal_requests_total", rpc="Encode", code="INVALID_ARGUMENT") >= 1
     assert metric(text, "crossmodal_request_seconds_count", rpc="Translate") >= 1
     assert metric(text, "crossmodal_requests_in_flight", rpc="Encode") == 0
+    # The decode memory budget: every reservation is given back once its call has answered.
+    assert metric(text, "crossmodal_decode_memory_limit_bytes") == ServerConfig(REPOSITORY).max_decode_memory
+    assert metric(text, "crossmodal_decode_memory_used_bytes") == 0
+    assert metric(text, "crossmodal_decode_memory_waiting_calls") == 0
     for model in ("clip_vision", "clip_text", "opus_mt_zh_en"):
         assert metric(text, "crossmodal_batch_size_count", model=model, version=1) >= 1
         assert metric(text, "crossmodal_inference_items_total", model=model, version=1) >= 1
