@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -23,9 +22,7 @@ from crossmodal import CrossModalClient
 from server.batching.cancellation import (
     CallRegistry,
     CancelToken,
-    carrying_token,
     check_cancelled,
-    current_token,
     run_with_token,
 )
 from server.errors import Cancelled
@@ -185,14 +182,6 @@ def test_the_registry_cancels_running_calls_and_knows_when_they_stopped():
     stuck.set()
     stubborn.join(5)
     assert registry.wait_idle(1)
-
-
-def test_work_handed_to_another_thread_carries_the_calls_token():
-    token = CancelToken()
-    with ThreadPoolExecutor(1) as pool:
-        seen = pool.submit(run_with_token(token, carrying_token, current_token)).result(5)
-        bare = pool.submit(current_token).result(5)
-    assert seen is token and bare is None
 
 
 # -- a real server: CPU time after the callers gave up -------------------------------------------------

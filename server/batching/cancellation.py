@@ -8,7 +8,6 @@ the calls its worker threads are running in a CallRegistry, so that stopping can
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable
@@ -74,13 +73,6 @@ def run_with_token(token: CancelToken, function, *args):
         return function(*args)
     finally:
         _current.reset(reset)
-
-
-def carrying_token(function: Callable) -> Callable:
-    """`function` bound to the current call's token, for work handed to another thread (a pool): a
-    context variable does not follow it there by itself."""
-    token = _current.get()
-    return function if token is None else functools.partial(run_with_token, token, function)
 
 
 class CallRegistry:
