@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 from transformers import CLIPImageProcessor
 
+from server.images.crop_resize import resample_crop
 from server.images.decode import ImageDecodeError, ImageTooLarge, decode_image
 from server.images.preprocess import ImagePreprocessor
 
@@ -125,6 +126,23 @@ def test_matches_clip_image_processor(processors, width, height, mode, fmt):
     # The reference also does its own RGB conversion of the undecoded image; ours must agree with it.
     raw = reference_pixels(reference, Image.open(io.BytesIO(data)))
     assert_within_one_level(ours(decoded), raw, reference.image_std)
+
+
+@pytest.mark.parametrize(
+    ("width", "height"), [(1600, 1200), (1200, 1600), (1920, 1080), (640, 480), (3000, 200), (7, 5)], ids=str
+)
+def test_ordinary_photos_take_the_reference_pixels_exactly(width, height):
+    """Up to the whole-resize limit, the 8-bit pixels are the reference's resize-then-crop, bit for bit."""
+    ours = ImagePreprocessor.from_dict(CLIPImageProcessor().to_dict())
+    image = make_image(width * 31 + height, width, height, "RGB")
+    plan = ours.plan(width, height)
+    assert plan.whole
+    short = min(width, height)
+    size = (224, int(224 * height / short)) if width <= height else (int(224 * width / short), 224)
+    resized = np.asarray(image.resize(size, resample=3))
+    top, left = (size[1] - 224) // 2, (size[0] - 224) // 2
+    expected = resized[top : top + 224, left : left + 224]
+    np.testing.assert_array_equal(resample_crop(image, plan, 3), expected)
 
 
 @pytest.mark.parametrize("settings", list(OTHER_SETTINGS), ids=str)

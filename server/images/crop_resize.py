@@ -12,6 +12,11 @@ round differently from the whole-image resize (up to 15 levels on noise with Pil
 removes something, the passes are run here as two explicit calls, horizontal then vertical (Pillow's order
 for the aspect-keeping resizes of CLIP), the first over only the source rows the second reads. When
 nothing is cropped away (a fixed-size resize), the whole-image resize is used as it is.
+
+Ordinary photos (a resized image of at most WHOLE_RESIZE_LIMIT times the output's pixels, i.e. aspect
+ratios up to about 16:1 for a square crop) take the reference's own path, whole resize then crop, so their
+pixels equal CLIPImageProcessor's exactly; its cost is still bounded by that limit. Only the extreme aspect
+ratios beyond it take the source-coordinate path.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from PIL import Image
 # BICUBIC, LANCZOS); the rows a vertical pass reads reach this far (times the downscale) past its box.
 FILTER_SUPPORT = {0: 0.5, 4: 0.5, 2: 1.0, 5: 1.0, 3: 2.0, 1: 3.0}
 RGB_BYTES = 4  # Pillow stores an RGB pixel in 4 bytes
+# Resized images up to this many times the output's pixels are resized whole, exactly as the reference.
+WHOLE_RESIZE_LIMIT = 16
 
 
 @dataclass(frozen=True)
@@ -39,11 +46,16 @@ class CropPlan:
     rows: tuple[int, int]  # source rows [first, last) its vertical pass reads
     offset: tuple[int, int]  # (top, left) where the part lands in the output (zero padding around it)
     out: tuple[int, int]  # (height, width) of the output
+    window: tuple[int, int] = (0, 0)  # (top, left) of the crop within the whole resized image
+    whole: bool = False  # resize the whole image, then crop: the reference's path, for ordinary sizes
 
     @property
     def working_bytes(self) -> int:
         """Memory the resampling takes beyond the source image (Pillow's buffers, 4 bytes a pixel)."""
         width = self.source[0]
+        if self.whole:  # either pass order's intermediate, then the resized image
+            (rw, rh), (sw, sh) = self.resized, self.source
+            return (max(rw * sh, sw * rh) + rw * rh) * RGB_BYTES
         first, last = self.rows
         copied_rows = 0 if self.rows == (0, self.source[1]) else width * (last - first)
         horizontal = self.part[0] * (last - first)
@@ -60,6 +72,8 @@ def plan_crop(
     left, right, left_pad = _window(resized[0], out[1])
     top, bottom, top_pad = _window(resized[1], out[0])
     visible = (bottom - top, right - left)
+    window = (top, left)
+    whole = resized[0] * resized[1] <= WHOLE_RESIZE_LIMIT * out[0] * out[1]
     (left, trim_left), (right, _) = _exact_edges(left, right, width, resized[0], out[1])
     (top, trim_top), (bottom, _) = _exact_edges(top, bottom, height, resized[1], out[0])
     # Integer products before the division: an edge of the resized image maps exactly onto the source's.
@@ -70,7 +84,17 @@ def plan_crop(
     rows = (max(int(box[1] - reach), 0), min(math.ceil(box[3] + reach), height))
     part = (right - left, bottom - top)
     return CropPlan(
-        source, resized, part, box, (trim_top, trim_left), visible, rows, (top_pad, left_pad), out
+        source,
+        resized,
+        part,
+        box,
+        (trim_top, trim_left),
+        visible,
+        rows,
+        (top_pad, left_pad),
+        out,
+        window,
+        whole,
     )
 
 
@@ -78,6 +102,11 @@ def resample_crop(image: Image.Image, plan: CropPlan, resample: int) -> np.ndarr
     """The planned crop of `image` as uint8 [H, W, channels], zero-padded where the image is smaller."""
     (part_width, part_height), (x0, y0, x1, y1) = plan.part, plan.box
     first, last = plan.rows
+    if plan.whole:  # the reference's own steps: the whole image resized, then its centre kept
+        resized = image if plan.resized == image.size else image.resize(plan.resized, resample=resample)
+        (top, left), (height, width) = plan.window, plan.visible
+        pixels = np.asarray(resized, dtype=np.uint8)[top : top + height, left : left + width]
+        return _padded(pixels, plan)
     if plan.part == plan.resized:  # nothing is cropped away: the reference's own resize, pass order included
         part = image if plan.resized == image.size else image.resize(plan.resized, resample=resample)
     elif plan.box == (int(x0), int(y0), int(x1), int(y1)) and (x1 - x0, y1 - y0) == plan.part:
@@ -94,6 +123,11 @@ def resample_crop(image: Image.Image, plan: CropPlan, resample: int) -> np.ndarr
     if pixels.shape[:2] != plan.visible:
         (top, left), (height, width) = plan.trim, plan.visible
         pixels = pixels[top : top + height, left : left + width]
+    return _padded(pixels, plan)
+
+
+def _padded(pixels: np.ndarray, plan: CropPlan) -> np.ndarray:
+    """The crop's visible part placed in the output, zeros around it where the image is smaller."""
     if pixels.shape[:2] == plan.out:
         return pixels
     padded = np.zeros((*plan.out, pixels.shape[2]), dtype=np.uint8)
