@@ -233,6 +233,26 @@ def test_a_corrupt_manifest_is_refused_by_name(tmp_path):
         assert process.poll() is None
 
 
+def test_a_corrupt_manifest_loses_no_data_and_a_restored_one_serves_again(tmp_path):
+    path = tmp_path / "index.db"
+    with served(path) as (stub, _):
+        index(stub, "photos", items("photo", 6))
+    folder = path / "collections" / "photos"
+    good = (folder / "manifest.json").read_bytes()
+    data_files = sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+    (folder / "manifest.json").write_bytes(b"garbage{{")
+    with served(path) as (stub, _):
+        code, message = refused(lambda: stub.ListCollections(pb.ListCollectionsRequest(), timeout=60))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "set aside" in message
+    aside = path / "refused" / "photos"
+    assert not folder.exists()
+    assert sorted(p.relative_to(aside) for p in aside.rglob("*") if p.is_file()) == data_files
+    (aside / "manifest.json").write_bytes(good)  # the operator restores the file where it was set aside
+    with served(path) as (stub, _):
+        assert listed(stub) == {"photos": 6}
+        assert found_ids(stub, "photos") == {f"photo-{i}" for i in range(6)}
+
+
 NOBODY = 65534
 CONNECT = """
 import socket, sys

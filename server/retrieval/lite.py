@@ -109,6 +109,9 @@ class LiteServer:
     def remove_unfinished(self, name: str) -> None:
         lite_files.remove_unfinished(self.data_dir, name)
 
+    def discard_refused(self, name: str) -> None:
+        lite_files.discard_refused(self.data_dir, name)
+
     def close(self) -> None:
         if self._server is not None:
             self._server.stop(grace=1).wait(2)  # calls reach it only from retrieval calls, drained by now

@@ -9,7 +9,12 @@ when the collection is created; its presence is what makes the folder a collecti
   folder first, dropping deletes it file by file); the library neither lists nor re-creates such a name,
   so it would answer "already exists" for ever;
 * a `manifest.json` that does not parse is replaced by `manifest.json.prev` without a word, so the rows
-  of the latest commit silently vanish and new writes land on top of the older state.
+  of the latest commit silently vanish and new writes land on top of the older state; worse, opening the
+  collection then deletes the data files the older manifest does not name, so the rows are gone for good.
+
+So a collection with a bad manifest is set aside, untouched, in `<index>/refused/<name>/` before the
+library can open it, and is refused by name until its manifest is restored there (it moves back at the
+next start) or it is dropped.
 """
 
 from __future__ import annotations
@@ -62,17 +67,40 @@ def manifest_problem(folder: Path) -> str | None:
     return None
 
 
+def refused_folder(data_dir: Path) -> Path:
+    return data_dir / "refused"
+
+
 def corrupt_collections(data_dir: Path) -> dict[str, str]:
-    """Collection name -> what is wrong with its manifest, for every collection whose manifest is bad."""
-    root = collections_folder(data_dir)
-    if not root.is_dir():
-        return {}
+    """Collection name -> what is wrong with its manifest, for every collection whose manifest is bad.
+
+    Such collections are moved aside (see above) so the library never opens them; set-aside collections
+    whose manifest has been restored move back."""
+    root, aside = collections_folder(data_dir), refused_folder(data_dir)
+    for folder in sorted(aside.iterdir()) if aside.is_dir() else []:
+        if manifest_problem(folder) is None and not (root / folder.name).exists():
+            folder.rename(root / folder.name)
+            log.warning("collection %s: its manifest was restored; serving it again", folder.name)
     problems = {}
-    for folder in sorted(root.iterdir()):
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
         if folder.is_dir() and (folder / SCHEMA_FILE).exists():
             problem = manifest_problem(folder)
             if problem is not None:
-                problems[folder.name] = problem
+                aside.mkdir(exist_ok=True)
+                folder.rename(aside / folder.name)
+                problems[folder.name] = (
+                    f"{problem} (the collection is set aside untouched in {aside / folder.name})"
+                )
+    for folder in sorted(aside.iterdir()) if aside.is_dir() else []:
+        if folder.name not in problems:
+            problems[folder.name] = manifest_problem(folder) or f"collection folder {folder} is set aside"
     for name, problem in problems.items():
         log.error("collection %s refused: %s", name, problem)
     return problems
+
+
+def discard_refused(data_dir: Path, name: str) -> None:
+    """Deletes a set-aside collection: dropping is how a caller gives it up."""
+    folder = refused_folder(data_dir) / name
+    if folder.is_dir():
+        shutil.rmtree(folder)

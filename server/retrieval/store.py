@@ -159,7 +159,10 @@ class VectorStore:
             size = 0 if corrupt else self.size(name)
             self._catalogue.remove([name])
             crash_point("drop:uncatalogued")
-            self._client.drop_collection(name)
+            if corrupt and self._lite is not None:
+                self._lite.discard_refused(name)  # set aside: the library does not hold it
+            else:
+                self._client.drop_collection(name)
             crash_point("drop:dropped")
             self._loaded.discard(name)
             self._corrupt.pop(name, None)
@@ -169,6 +172,7 @@ class VectorStore:
         """The catalogued collections; entries whose collection is gone are removed on the way."""
         catalogued = self._catalogue.names()
         present = set(self._client.list_collections())
+        present |= set(self._corrupt)  # set aside, refused by name until restored or dropped
         missing = [name for name in catalogued if name not in present]
         if missing:
             log.warning("catalogue entries without a collection removed: %s", missing)
