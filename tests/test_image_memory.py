@@ -122,6 +122,24 @@ def test_many_concurrent_gif_screens_stay_within_the_budget(server):
         assert_still_serving(stub)
 
 
+@pytest.mark.parametrize("server", [("--max-decode-memory", str(400 * MIB))], indirect=True)
+def test_tall_narrow_images_are_counted_with_their_row_pointers(server):
+    """A 1 x 24000000 palette PNG holds 24 MB of pixels but 192 MB of row pointers per Pillow copy (about
+    480 MiB to decode in all): counted by its pixels alone (115 MiB) it was admitted into a 400 MiB budget."""
+    address, process = server
+    buffer = io.BytesIO()
+    Image.new("P", (1, 24_000_000)).save(buffer, format="PNG")
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.CrossModalStub(channel)
+        baseline = psutil.Process(process.pid).memory_info().rss
+        with PeakRss(process.pid).watching() as rss, pytest.raises(grpc.RpcError) as refused:
+            encode(stub, buffer.getvalue())
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, refused.value.details()
+        assert "--max-decode-memory" in refused.value.details() and "1x24000000" in refused.value.details()
+        assert rss.peak - baseline < 100 * MIB, f"grew {(rss.peak - baseline) / MIB:.0f} MiB"
+        assert_still_serving(stub)
+
+
 @pytest.mark.parametrize("server", [("--max-decode-memory", str(64 * MIB))], indirect=True)
 def test_an_image_larger_than_the_whole_budget_is_refused_at_once(server):
     address, _ = server
