@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 # After the grace period: how long cancelled calls get to stop at their next check, and then how long
 # closing the models may take, before the server stops without waiting for them.
+GRPC_STOP_DELAY_SECONDS = 0.5  # after the grace: the calls cut off by their tokens answer first
 STOP_MARGIN_SECONDS = 3.0
 
 
@@ -180,15 +181,22 @@ class CrossModalServer:
         closing the models gets as long. Returns False when something was still busy after that: the
         process should then exit without waiting for those threads."""
         await self.health.drain()
+        loop = asyncio.get_running_loop()
         if self._polling is not None:
             self._polling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._polling
         if self._server is not None:
-            log.info("draining: finishing in-flight calls (grace %.1fs)", self.config.grace_seconds)
-            await self._server.stop(self.config.grace_seconds)
-        loop = asyncio.get_running_loop()
-        quiet = await loop.run_in_executor(None, self._cut_off_calls)
+            grace = self.config.grace_seconds
+            log.info("draining: finishing in-flight calls (grace %.1fs)", grace)
+            # The calls still running when the grace ends are cut off (and named) here, through their
+            # tokens; gRPC's own cancellation comes a moment later, so it never races the cut-off.
+            stopping = asyncio.ensure_future(self._server.stop(grace + GRPC_STOP_DELAY_SECONDS))
+            await asyncio.wait({stopping}, timeout=grace)
+            quiet = await loop.run_in_executor(None, self._cut_off_calls)
+            await stopping
+        else:
+            quiet = await loop.run_in_executor(None, self._cut_off_calls)
         closing = loop.run_in_executor(None, self._close_parts, quiet)
         try:
             await asyncio.wait_for(asyncio.shield(closing), STOP_MARGIN_SECONDS)
