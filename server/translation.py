@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import replace
 
 from server.config import Limits
@@ -14,12 +15,13 @@ from server.repository.repository import ModelRepository
 from server.text.language import CHINESE, detect_language, unescape_entities
 from server.text.segmentation import segment
 
-# Format characters that show nothing: a text of only these (and spaces) is as empty as a blank one.
-INVISIBLE = str.maketrans("", "", "\u200b\u200c\u200d\u2060\ufeff")
+# Characters that show nothing: white space, format characters (zero-width spaces and joiners, the soft
+# hyphen, bidirectional marks, tags) and control characters. A text of only these is as empty as a blank one.
+INVISIBLE_CATEGORIES = ("Cf", "Cc")
 
 
 def is_blank(text: str) -> bool:
-    return not text.translate(INVISIBLE).strip()
+    return all(ch.isspace() or unicodedata.category(ch) in INVISIBLE_CATEGORIES for ch in text)
 
 
 def describe_text(item_name: str, text: str, limits: Limits) -> TextOutcome:
