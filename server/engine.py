@@ -144,10 +144,11 @@ class Engine:
     @_leasing_models
     def translate(self, ref: ModelRef, texts: list[str], options: TranslateOptions) -> TranslateResult:
         self._check_count("texts", len(texts))
+        translator = resolve_translator(self.repository, ref.name or self.default_pipeline, ref.version)
+        translator.check_options(options)  # before jieba: a bad option must not cost the texts' work
         outcomes = []
         for index, text in enumerate(texts):
             outcomes.append(describe_text(f"texts[{index}]", text, self.limits))
-        translator = resolve_translator(self.repository, ref.name or self.default_pipeline, ref.version)
         translated = translate_outcomes(outcomes, translator, options)
         return TranslateResult(translated, [(translator.name, translator.version)])
 

@@ -111,6 +111,12 @@ CASES = [
         ["labels[1]", "empty"],
     ),
     ("zero-width-only text to translate", translate(["你好", "\ufeff"]), INVALID, ["texts[1]", "empty"]),
+    (
+        "invisible-only text (word joiner, soft hyphen, bidi override, NUL, a tag)",
+        encode(text("ok"), text("\u2060\u00ad\u202e\x00\U000e0041")),
+        INVALID,
+        ["items[1]", "empty"],
+    ),
     ("text over the character limit", encode(text("dog " * 600)), EXHAUSTED, ["items[0]", "2000"]),
     ("item with neither image nor text", encode(pb.Item()), INVALID, ["items[0]"]),
     ("thousands of items", encode(*[text("a dog")] * 3000), EXHAUSTED, ["items", "256"]),
@@ -132,6 +138,8 @@ CASES = [
         ["num_hypotheses"],
     ),
     ("absurd max_length", translate(["你好"], max_length=10**9), INVALID, ["max_length"]),
+    # Options are checked before any text is prepared (jieba on 1024 long texts costs seconds).
+    ("bad option before the texts' work", translate(["", "你好"], max_length=10**9), INVALID, ["max_length"]),
     ("absurd num_hypotheses", translate(["你好"], num_hypotheses=100_000), INVALID, ["num_hypotheses"]),
     ("NaN length penalty", translate(["你好"], length_penalty=float("nan")), INVALID, ["length_penalty"]),
     ("empty text to translate", translate(["你好", ""]), INVALID, ["texts[1]"]),

@@ -82,6 +82,10 @@ class MarianModel:
     def provider(self) -> str:
         return self._provider
 
+    def check_options(self, options: TranslateOptions) -> None:
+        """Raises InvalidInput naming a bad option, before any text is prepared for translating."""
+        search_settings(self.defaults, options, self.max_positions)
+
     def translate(self, texts: list[str], options: TranslateOptions) -> list[list[Hypothesis]]:
         """n-best translations per text, best first, through the batcher."""
         return self.batcher.wait(self.submit(texts, options))
