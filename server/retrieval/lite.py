@@ -92,6 +92,11 @@ class LiteServer:
                 options=[
                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                    # pymilvus pings every 10 s, idle or not; without these the server answers GOAWAY
+                    # "too_many_pings" and gRPC logs an error line.
+                    ("grpc.keepalive_permit_without_calls", 1),
+                    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
+                    ("grpc.http2.max_ping_strikes", 0),
                 ],
             )
             milvus_pb2_grpc.add_MilvusServiceServicer_to_server(servicer(self._db), self._server)
