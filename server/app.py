@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # After the grace period: how long cancelled calls get to stop at their next check, and then how long
 # closing the models may take, before the server stops without waiting for them.
-GRPC_STOP_DELAY_SECONDS = 0.5  # after the grace: the calls cut off by their tokens answer first
+GRPC_STOP_DELAY_SECONDS = 0.5  # gRPC cancels what is left this much later, after the cut-off
 STOP_MARGIN_SECONDS = 3.0
 
 
@@ -124,8 +124,7 @@ class CrossModalServer:
         ]
         interceptors = [BearerTokenInterceptor(config.auth_token)] if config.auth_token else []
         # After the token check; large bodies are held in the server's memory budget.
-        budget = getattr(self, "memory_budget", None)
-        interceptors.append(UndecodableRequestInterceptor(self.metrics, budget))
+        interceptors.append(UndecodableRequestInterceptor(self.metrics, self.memory_budget))
         self._server = grpc.aio.server(
             options=options,
             interceptors=interceptors,
