@@ -120,9 +120,7 @@ class Engine:
         for index, label in enumerate(labels):
             if not label.strip():
                 raise InvalidInput(f"labels[{index}]: label is empty")
-        prompts = [
-            prompt_template.replace(PLACEHOLDER, label) if prompt_template else label for label in labels
-        ]
+        prompts = label_prompts(labels, prompt_template)
         pipeline = self.pipeline(ref)
         named = _named("items", items) + [(f"labels[{i}]", TextInput(p)) for i, p in enumerate(prompts)]
         embedded = pipeline.embed(named, self.limits, self._preprocess_pool, budget=self.memory_budget)
@@ -157,6 +155,11 @@ class Engine:
             raise InvalidInput(f"{what}: empty; send at least one")
         if count > self.limits.max_items:
             raise LimitExceeded(f"{what}: {count} given; the limit is {self.limits.max_items} per request")
+
+
+def label_prompts(labels: list[str], prompt_template: str) -> list[str]:
+    """The texts embedded for the labels: each put into the template, or as it is without one."""
+    return [prompt_template.replace(PLACEHOLDER, label) if prompt_template else label for label in labels]
 
 
 def _named(field: str, items: list[Input]) -> list[tuple[str, Input]]:

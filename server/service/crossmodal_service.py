@@ -13,7 +13,7 @@ import grpc
 from crossmodal.v1 import crossmodal_pb2 as pb
 from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
 from server.batching.cancellation import CancelToken, calls_on
-from server.engine import Engine
+from server.engine import Engine, label_prompts
 from server.errors import (
     Cancelled,
     CrossModalError,
@@ -179,7 +179,7 @@ class CrossModalService(pb_grpc.CrossModalServicer):
         template = request.prompt_template
 
         def fits() -> None:
-            prompts = [template.replace("{}", label) if template else label for label in labels]
+            prompts = label_prompts(labels, template)
             kept = min(request.top_k or len(labels), len(labels))
             echoed = sum(len(label.encode("utf-8", "surrogatepass")) for label in labels[:kept])
             scores = len(items) * (kept * LABEL_SCORE_BYTES + echoed)  # each item's scores name labels
