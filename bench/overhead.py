@@ -27,11 +27,11 @@ def measure(
     settings: BenchSettings, say: Callable[[str], None], repository: Path = DEMO_REPOSITORY
 ) -> Figure:
     from crossmodal import CrossModalClient
-    from server.config import Limits
+    from server.backends.onnx.session import SessionFactory
+    from server.core.config import Limits
+    from server.core.types import ImageInput, ModelRef, TextInput
     from server.engine import Engine
-    from server.inputs import ImageInput, ModelRef, TextInput
     from server.repository.repository import ModelRepository
-    from server.runtime.session import SessionFactory
 
     image = IMAGE.read_bytes()
     loaded = ModelRepository(repository, SessionFactory())

@@ -39,9 +39,9 @@ def check_length(engine: str, lengths: list[int]) -> None:
 
 
 def ours(models: BenchModels, settings: BenchSettings, section: str) -> dict[int, Timed]:
-    from server.models.generation import TranslateOptions
+    from server.backends.marian.generation import TranslateOptions
+    from server.backends.onnx.session import SessionFactory
     from server.repository.repository import ModelRepository
-    from server.runtime.session import SessionFactory
 
     say = progress(section)
     repository = ModelRepository(models.repository, SessionFactory())

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from server.app import CrossModalServer
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
-from server.config import DEFAULT_DECODE_MEMORY, Limits, ModelControl, ServerConfig, TlsFiles
-from server.errors import StartupError
+from server.core.config import DEFAULT_DECODE_MEMORY, Limits, ModelControl, ServerConfig, TlsFiles
+from server.core.errors import StartupError
 
 log = logging.getLogger("server")
 TOKEN_ENV = "CROSSMODAL_AUTH_TOKEN"

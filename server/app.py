@@ -16,25 +16,25 @@ from crossmodal.v1 import crossmodal_pb2 as pb
 from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
 from inference import grpc_service_pb2 as kpb
 from inference import grpc_service_pb2_grpc as kpb_grpc
-from server.batching.cancellation import calls_on
-from server.config import ModelControl, ServerConfig
+from server.backends.onnx.session import SessionFactory
+from server.core.cancellation import calls_on
+from server.core.config import ModelControl, ServerConfig
+from server.core.errors import StartupError
 from server.engine import Engine
-from server.errors import StartupError
-from server.health import HealthReporter
 from server.images.allocator import return_large_frees_to_the_system
 from server.memory_budget import MemoryBudget
 from server.metrics import ServerMetrics
-from server.model_control import ModelController
 from server.port_check import ensure_port_free
+from server.protocols.grpc_v1.response_size import SEND_LIMIT_FACTOR
+from server.protocols.grpc_v1.service import CrossModalService
+from server.protocols.health import HealthReporter
+from server.protocols.interceptors.request_decoding import UndecodableRequestInterceptor
+from server.protocols.interceptors.security import BearerTokenInterceptor, server_credentials
+from server.protocols.kserve.service import InferenceService
+from server.repository.control import ModelController
 from server.repository.repository import ModelRepository, State
 from server.retrieval.retrieval import Retrieval
 from server.retrieval.store import VectorStore
-from server.runtime.session import SessionFactory
-from server.security import BearerTokenInterceptor, server_credentials
-from server.service.crossmodal_service import CrossModalService
-from server.service.inference_service import InferenceService
-from server.service.request_decoding import UndecodableRequestInterceptor
-from server.service.response_size import SEND_LIMIT_FACTOR
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class CrossModalServer:
         credentials = server_credentials(config.tls) if config.tls else None
         options = [
             ("grpc.max_receive_message_length", limits.max_message_bytes),
-            # Responses too large to send are refused before their work (server/service/response_size.py);
+            # Responses too large to send are refused before their work (protocols/grpc_v1/response_size.py);
             # the rest of a response (translations) cannot be known in advance, so the send limit has room.
             ("grpc.max_send_message_length", min(SEND_LIMIT_FACTOR * limits.max_message_bytes, 2**31 - 1)),
             ("grpc.so_reuseport", 0),  # a second server on this port fails instead of sharing it

@@ -11,9 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from server.config import Limits
-from server.errors import CrossModalError, InvalidInput, LimitExceeded, ModelNotReady
-from server.inputs import (
+from server.backends.marian.generation import TranslateOptions
+from server.core.config import Limits
+from server.core.errors import CrossModalError, InvalidInput, LimitExceeded, ModelNotReady
+from server.core.types import (
     ClassifyResult,
     CompareResult,
     EncodeResult,
@@ -24,10 +25,9 @@ from server.inputs import (
     TranslateResult,
 )
 from server.memory_budget import MemoryBudget
-from server.models.generation import TranslateOptions
-from server.pipeline import ClipPipeline, resolve_pipeline
+from server.pipelines.clip import ClipPipeline, resolve_pipeline
+from server.pipelines.text import describe_text, resolve_translator, translate_outcomes
 from server.repository.repository import ModelRepository
-from server.translation import describe_text, resolve_translator, translate_outcomes
 
 PLACEHOLDER = "{}"
 

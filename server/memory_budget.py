@@ -14,8 +14,8 @@ import threading
 import time
 from collections import deque
 
-from server.batching.cancellation import current_token
-from server.errors import Cancelled, LimitExceeded
+from server.core.cancellation import current_token
+from server.core.errors import Cancelled, LimitExceeded
 
 BUDGET_NAME = "memory budget (--max-decode-memory)"
 

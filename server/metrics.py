@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from server.errors import StartupError
+from server.core.errors import StartupError
 
 log = logging.getLogger(__name__)
 

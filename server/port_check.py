@@ -9,7 +9,7 @@ import errno
 import os
 import socket
 
-from server.errors import StartupError
+from server.core.errors import StartupError
 
 
 def ensure_port_free(host: str, port: int, what: str) -> None:

@@ -78,7 +78,7 @@ def in_process_server(repository: Path, **settings):
     import threading
 
     from server.app import CrossModalServer
-    from server.config import ServerConfig
+    from server.core.config import ServerConfig
 
     settings.setdefault("metrics_port", 0)
     server = CrossModalServer(ServerConfig(model_repository=repository, port=free_port(), **settings))

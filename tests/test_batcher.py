@@ -15,10 +15,10 @@ from crossmodal.v1 import model_config_pb2 as mc
 from server.batching.batch_run import abandoned_items
 from server.batching.batcher import DynamicBatcher
 from server.batching.buckets import length_buckets
-from server.batching.cancellation import CancelToken, check_cancelled, run_with_token
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS, BatchSettings
-from server.errors import Cancelled, ModelNotReady, Overloaded
-from server.service.crossmodal_service import status_code
+from server.core.cancellation import CancelToken, check_cancelled, run_with_token
+from server.core.errors import Cancelled, ModelNotReady, Overloaded
+from server.protocols.grpc_v1.service import status_code
 
 
 class FakeModel:

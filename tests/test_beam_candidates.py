@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.models.beam_search import STRIDES, log_softmax, top_candidates
+from server.backends.marian.beam_search import STRIDES, log_softmax, top_candidates
 
 
 @pytest.mark.parametrize(

@@ -19,16 +19,16 @@ import psutil
 import pytest
 
 from crossmodal import CrossModalClient
-from server.batching.cancellation import (
+from server.backends.clip.tokenizer import TEXTS_PER_CHECK, ClipTokenizer
+from server.backends.marian.beam_search import BeamSearch, SearchSettings
+from server.core.cancellation import (
     CallRegistry,
     CancelToken,
     check_cancelled,
     run_with_token,
 )
-from server.errors import Cancelled
-from server.models.beam_search import BeamSearch, SearchSettings
-from server.text import segmentation
-from server.text.clip_tokenizer import TEXTS_PER_CHECK, ClipTokenizer
+from server.core.errors import Cancelled
+from server.pipelines import segmentation
 from tests.helpers import ROOT, running_server
 
 VOCAB, EOS, START = 12, 0, 11

@@ -7,13 +7,13 @@ import pytest
 import torch
 from transformers import CLIPModel
 
-from server.config import Limits
+from server.backends.marian.generation import TranslateOptions
+from server.backends.onnx.session import SessionFactory
+from server.core.config import Limits
+from server.core.errors import InvalidInput, LimitExceeded, ModelNotFound
+from server.core.types import ImageInput, ModelRef, TextInput
 from server.engine import Engine
-from server.errors import InvalidInput, LimitExceeded, ModelNotFound
-from server.inputs import ImageInput, ModelRef, TextInput
-from server.models.generation import TranslateOptions
 from server.repository.repository import ModelRepository
-from server.runtime.session import SessionFactory
 from tests.helpers import encoded_image
 
 

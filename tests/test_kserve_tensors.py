@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from inference import grpc_service_pb2 as kpb
-from server.errors import InvalidInput
-from server.kserve.tensors import Tensor, decode_bytes, decode_inputs, encode_bytes, raw_contents
+from server.core.errors import InvalidInput
+from server.protocols.kserve.tensors import Tensor, decode_bytes, decode_inputs, encode_bytes, raw_contents
 
 Input = kpb.ModelInferRequest.InferInputTensor
 

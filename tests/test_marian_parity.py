@@ -10,12 +10,12 @@ import torch
 from transformers import MarianMTModel
 from transformers import MarianTokenizer as ReferenceTokenizer
 
-from server.models.generation import TranslateOptions
-from server.models.marian import MarianModel
-from server.models.marian_decoder import MarianStepDecoder
-from server.models.onnx_model import ModelSource
+from server.backends.marian.decoder import MarianStepDecoder
+from server.backends.marian.generation import TranslateOptions
+from server.backends.marian.model import MarianModel
+from server.backends.onnx.model import ModelSource
+from server.backends.onnx.session import SessionFactory
 from server.repository.model_config import load_model_config
-from server.runtime.session import SessionFactory
 from tools.build_tiny_marian import chinese_corpus
 
 SCORE_TOLERANCE = 1e-4

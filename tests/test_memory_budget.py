@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from server.batching.cancellation import CancelToken, run_with_token
-from server.errors import Cancelled, LimitExceeded
+from server.core.cancellation import CancelToken, run_with_token
+from server.core.errors import Cancelled, LimitExceeded
 from server.memory_budget import MemoryBudget, describe_bytes
 
 

@@ -10,11 +10,11 @@ import onnxruntime as ort
 import pytest
 
 from crossmodal.v1 import model_config_pb2 as mc
-from server.errors import ModelLoadError, ModelNotFound, ModelNotReady
+from server.backends.onnx.session import SessionFactory
+from server.core.errors import ModelLoadError, ModelNotFound, ModelNotReady
 from server.repository.model_config import load_model_config, parse_model_config
 from server.repository.repository import ModelRepository, State
 from server.repository.versions import discover_versions, select_versions
-from server.runtime.session import SessionFactory
 
 # A config as Triton users write them for ONNX models, with settings this server does not use.
 TRITON_ONNX_CONFIG = """

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image, ImageDraw
 from transformers import CLIPImageProcessor
 
+from server.backends.clip.preprocessing import ImagePreprocessor
 from server.images.crop_resize import resample_crop
 from server.images.decode import ImageDecodeError, ImageTooLarge, decode_image
-from server.images.preprocess import ImagePreprocessor
 
 MAX_PIXELS = 4_000_000
 

@@ -13,9 +13,9 @@ import pytest
 from google.protobuf import text_format
 
 from crossmodal.v1 import model_config_pb2 as mc
-from server.pipeline import resolve_pipeline
+from server.backends.onnx.session import SessionFactory
+from server.pipelines.clip import resolve_pipeline
 from server.repository.repository import ModelRepository
-from server.runtime.session import SessionFactory
 from tools import pretrained
 from tools.build_tiny_marian import build_tiny_marian
 from tools.export_clip import export_clip

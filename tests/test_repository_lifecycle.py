@@ -7,12 +7,12 @@ import shutil
 import pytest
 from prometheus_client import generate_latest
 
-from server.errors import InvalidInput, ModelNotFound, ModelNotReady
+from server.backends.marian.generation import TranslateOptions
+from server.backends.onnx.session import SessionFactory
+from server.core.errors import InvalidInput, ModelNotFound, ModelNotReady
 from server.metrics import ServerMetrics
-from server.models.generation import TranslateOptions
+from server.protocols.grpc_v1.convert import repository_index
 from server.repository.repository import ModelRepository, State
-from server.runtime.session import SessionFactory
-from server.service.convert import repository_index
 from tests.helpers import ROOT
 
 

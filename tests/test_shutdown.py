@@ -17,8 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from crossmodal import CrossModalClient
 from server.app import STOP_MARGIN_SECONDS
-from server.batching.cancellation import calls_on
-from server.service.crossmodal_service import run_in_worker
+from server.core.cancellation import calls_on
+from server.protocols.grpc_v1.service import run_in_worker
 from tests.helpers import ROOT, in_process_server, running_server
 from tests.test_cancellation import chinese_texts
 

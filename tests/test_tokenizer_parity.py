@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from server.text.clip_tokenizer import ClipTokenizer
+from server.backends.clip.tokenizer import ClipTokenizer
 from tests.helpers import load_open_clip_tokenizer
 
 CONTEXT = 77

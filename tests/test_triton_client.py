@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from crossmodal import CrossModalClient
+from server.backends.clip.preprocessing import ImagePreprocessor
+from server.backends.clip.tokenizer import ClipTokenizer
 from server.images.decode import decode_image
-from server.images.preprocess import ImagePreprocessor
-from server.text.clip_tokenizer import ClipTokenizer
 from tests.helpers import ROOT, running_server
 
 REPOSITORY = ROOT / "model_repository"

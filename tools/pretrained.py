@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crossmodal.v1 import model_config_pb2 as mc
-from server.errors import ModelLoadError
+from server.core.errors import ModelLoadError
 from server.repository.model_config import load_model_config, parameter, parse_model_config
 from server.repository.versions import discover_versions, select_versions
 from tools.export_clip import export_clip

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from server.batching.cancellation import CancelToken, current_token
+from server.core.cancellation import CancelToken, current_token
 
 
 class BatchRun(CancelToken):

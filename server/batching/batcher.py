@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from server.batching.batch_run import BatchRun
-from server.batching.cancellation import current_token, run_with_token
 from server.batching.settings import BatchSettings
-from server.errors import Cancelled, ModelNotReady, Overloaded
+from server.core.cancellation import current_token, run_with_token
+from server.core.errors import Cancelled, ModelNotReady, Overloaded
 
 log = logging.getLogger(__name__)
 

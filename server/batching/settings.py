@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crossmodal.v1 import model_config_pb2 as mc
-from server.errors import ModelLoadError
+from server.core.errors import ModelLoadError
 
 # Triton's max_queue_size 0 means "unbounded"; an inference server that grows memory under overload is
 # worse than one that says RESOURCE_EXHAUSTED, so 0 gets a bound (in queued items): --max-queue-items.

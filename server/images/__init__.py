@@ -1,1 +1,1 @@
-"""Image decoding and CLIP preprocessing."""
+"""Image decoding: formats, memory estimates, resampling."""

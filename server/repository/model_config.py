@@ -8,7 +8,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from crossmodal.v1 import model_config_pb2 as mc
-from server.errors import ModelLoadError
+from server.core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 

@@ -20,16 +20,16 @@ from enum import StrEnum
 from pathlib import Path
 
 from crossmodal.v1 import model_config_pb2 as mc
+from server.backends.base import ServedModel
+from server.backends.onnx.model import ModelSource
+from server.backends.onnx.session import SessionFactory
+from server.backends.registry import build_model
 from server.batching.batcher import BatchObserver
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
-from server.errors import InvalidInput, ModelLoadError, ModelNotFound, ModelNotReady
-from server.models.onnx_model import ModelSource
-from server.models.served import ServedModel
+from server.core.errors import InvalidInput, ModelLoadError, ModelNotFound, ModelNotReady
 from server.repository.fingerprint import Fingerprint, fingerprint
 from server.repository.model_config import is_pipeline, load_model_config, parameter
 from server.repository.versions import discover_versions, select_versions
-from server.runtime.registry import build_model
-from server.runtime.session import SessionFactory
 
 log = logging.getLogger(__name__)
 

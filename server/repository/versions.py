@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from crossmodal.v1 import model_config_pb2 as mc
-from server.errors import ModelLoadError
+from server.core.errors import ModelLoadError
 
 VERSION_FOLDER = re.compile(r"[1-9][0-9]{0,17}")  # ASCII digits only: str.isdigit() also takes '²'
 

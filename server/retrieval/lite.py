@@ -21,7 +21,7 @@ import time
 from concurrent import futures
 from pathlib import Path
 
-from server.errors import Unavailable
+from server.core.errors import Unavailable
 from server.retrieval import lite_files
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from server.core.errors import CrossModalError, InvalidInput, LimitExceeded, NotAllowed, Unavailable
+from server.core.types import ImageInput, Input, ModelRef, TextOutcome
 from server.engine import Engine
-from server.errors import CrossModalError, InvalidInput, LimitExceeded, NotAllowed, Unavailable
-from server.inputs import ImageInput, Input, ModelRef, TextOutcome
 from server.retrieval.store import (
     MAX_ID_CHARS,
     MODALITIES,

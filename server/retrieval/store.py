@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.errors import InvalidInput, ModelNotFound, NotAllowed
+from server.core.errors import InvalidInput, ModelNotFound, NotAllowed
 from server.retrieval.catalogue import CATALOGUE, Catalogue, Embedder
 from server.retrieval.crash_points import crash_point
 from server.retrieval.lite import LiteServer, is_lite_uri

@@ -1,0 +1,1 @@
+"""CLIP towers: the image and text embedders, their tokenizer and image preprocessing."""

@@ -1,0 +1,1 @@
+"""The Marian zh->en translator: tokenizer, decoder graphs, beam search, generation settings."""

@@ -1,0 +1,137 @@
+"""The zh->en translator: Marian encoder-decoder ONNX graphs + our beam search + Marian tokenizer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from concurrent.futures import Future
+from pathlib import Path
+
+import numpy as np
+
+from server.backends.marian.beam_search import BeamSearch, SearchSettings
+from server.backends.marian.decoder import MarianGraphs, MarianStepDecoder
+from server.backends.marian.generation import GenerationDefaults, TranslateOptions, search_settings
+from server.backends.marian.tokenizer import MarianTokenizer
+from server.backends.onnx.model import ModelSource
+from server.backends.onnx.session import SessionFactory
+from server.batching.batch_run import abandoned_items
+from server.batching.batcher import DynamicBatcher
+from server.core.cancellation import check_cancelled
+from server.core.errors import ModelLoadError
+from server.core.types import Hypothesis
+from server.pipelines import segmentation
+from server.repository.model_config import parameter
+
+DEFAULT_SENTENCES_PER_BATCH = 16
+SEPARATE = ("decoder_model.onnx", "decoder_with_past_model.onnx")
+MERGED = "decoder_model_merged.onnx"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot read {path}: {error}") from error
+
+
+class MarianModel:
+    model_type = "marian"
+
+    def __init__(self, source: ModelSource, factory: SessionFactory) -> None:
+        self.name, self.version, self.config = source.name, source.version, source.config
+        directory = source.directory
+        model_config = _read_json(directory / "config.json")
+        tokenizer_config = _read_json(directory / "tokenizer_config.json")
+        self.max_positions = int(model_config.get("max_position_embeddings", 512))
+        # Longer sources are cut: the encoder has no positions beyond max_position_embeddings.
+        max_source = min(
+            int(tokenizer_config.get("model_max_length", self.max_positions)), self.max_positions
+        )
+        self.tokenizer = MarianTokenizer(directory, max_source)
+        self.defaults = GenerationDefaults.from_file(
+            directory / "generation_config.json", self.tokenizer.pad_id, self.tokenizer.eos_id
+        )
+        self.graphs, self._provider = self._open_graphs(source, factory)
+        settings = source.batch_settings(DEFAULT_SENTENCES_PER_BATCH)
+        self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self._run, settings)
+
+    @staticmethod
+    def _open_graphs(source: ModelSource, factory: SessionFactory) -> tuple[MarianGraphs, str]:
+        directory = source.directory
+        layout = parameter(source.config, "decoder_layout", "auto")
+        if layout not in ("auto", "separate", "merged"):
+            raise ModelLoadError(f"model '{source.name}': decoder_layout must be auto, separate or merged")
+        separate = all((directory / f).is_file() for f in SEPARATE)
+        merged = (directory / MERGED).is_file()
+        use_merged = layout == "merged" or (layout == "auto" and not separate and merged)
+        if not (merged if use_merged else separate):
+            raise ModelLoadError(
+                f"model '{source.name}' version {source.version}: needs encoder_model.onnx with "
+                f"{' + '.join(SEPARATE)} or {MERGED} in {directory}"
+            )
+        encoder = factory.create(directory / "encoder_model.onnx", source.config)
+        if use_merged:
+            decoder = factory.create(directory / MERGED, source.config).session
+            return MarianGraphs(encoder.session, decoder, decoder, merged=True), encoder.provider
+        first = factory.create(directory / SEPARATE[0], source.config).session
+        with_past = factory.create(directory / SEPARATE[1], source.config).session
+        return MarianGraphs(encoder.session, first, with_past, merged=False), encoder.provider
+
+    @property
+    def provider(self) -> str:
+        return self._provider
+
+    def check_options(self, options: TranslateOptions) -> None:
+        """Raises InvalidInput naming a bad option, before any text is prepared for translating."""
+        search_settings(self.defaults, options, self.max_positions)
+
+    def translate(self, texts: list[str], options: TranslateOptions) -> list[list[Hypothesis]]:
+        """n-best translations per text, best first, through the batcher."""
+        return self.batcher.wait(self.submit(texts, options))
+
+    def submit(self, texts: list[str], options: TranslateOptions) -> Future:
+        """Queues the sentences; only sentences with the same search settings decode together."""
+        settings = search_settings(self.defaults, options, self.max_positions)
+        items = []
+        for text in texts:
+            check_cancelled("Marian tokenising")
+            items.append((settings, self.tokenizer.encode(text)))
+        return self.batcher.submit(items, settings)
+
+    def _run(self, items: Sequence[tuple[SearchSettings, list[int]]]) -> list[list[Hypothesis]]:
+        """One beam search over sentences from any number of calls (one group: same settings)."""
+        settings = items[0][0]
+        order = sorted(range(len(items)), key=lambda i: len(items[i][1]))
+        position = {item: sentence for sentence, item in enumerate(order)}
+        input_ids, mask = self._pad([items[i][1] for i in order])
+        check_cancelled("Marian encoder")
+        decoder = MarianStepDecoder(self.graphs, input_ids, mask, self.defaults.decoder_start_id)
+        search = BeamSearch(settings, self.defaults.decoder_start_id)
+        results: list[list[Hypothesis]] = [[] for _ in items]
+
+        def abandoned() -> list[int]:  # sentences of calls that were cancelled stop decoding
+            return [position[item] for item in abandoned_items()]
+
+        for row, hypotheses in zip(order, search.run(decoder, len(order), abandoned), strict=True):
+            results[row] = [Hypothesis(self.tokenizer.decode(h.tokens), h.score) for h in hypotheses]
+        return results
+
+    def _pad(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        longest = max(len(s) for s in sequences)
+        ids = np.full((len(sequences), longest), self.tokenizer.pad_id, dtype=np.int64)
+        mask = np.zeros((len(sequences), longest), dtype=np.int64)
+        for row, sequence in enumerate(sequences):
+            ids[row, : len(sequence)] = sequence
+            mask[row, : len(sequence)] = 1
+        return ids, mask
+
+    def warmup(self) -> None:
+        segmentation.initialise()
+        self.translate(
+            ["在雪地里有两条狗", "你好"], TranslateOptions(num_beams=2, num_hypotheses=2, max_length=8)
+        )
+
+    def close(self) -> None:
+        self.batcher.stop()
+        self.graphs = None  # frees the ONNX Runtime sessions (GPU memory) now, not at a GC cycle

@@ -1,0 +1,81 @@
+"""What every ONNX-backed model version shares: its identity, session, settings from config and metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from crossmodal.v1 import model_config_pb2 as mc
+from server.backends.onnx.session import LoadedSession, SessionFactory
+from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS, BatchSettings
+from server.core.errors import ModelLoadError
+from server.repository.model_config import parameter
+
+DEFAULT_MAX_BATCH = 32  # items per run when config.pbtxt gives no max_batch_size
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where one model version lives and how it is configured."""
+
+    name: str
+    version: int
+    directory: Path  # the version folder
+    config: mc.ModelConfig
+    max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS  # the queue bound when the config sets none
+
+    def batch_settings(self, default_max_batch_size: int) -> BatchSettings:
+        return BatchSettings.from_config(self.config, default_max_batch_size, self.max_queue_items)
+
+
+class OnnxModel:
+    """One loaded version of an ONNX model."""
+
+    model_type = ""
+
+    def __init__(self, source: ModelSource, loaded: LoadedSession) -> None:
+        self.name = source.name
+        self.version = source.version
+        self.config = source.config
+        self.loaded = loaded
+        self.session = loaded.session
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_name = self.session.get_outputs()[0].name
+
+    @staticmethod
+    def open_session(source: ModelSource, factory: SessionFactory) -> LoadedSession:
+        filename = source.config.default_model_filename or "model.onnx"
+        return factory.create(source.directory / filename, source.config)
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the output vectors: the graph's static output shape, else the exporter's metadata."""
+        size = self.session.get_outputs()[0].shape[-1]
+        return size if isinstance(size, int) else int(self.float_setting("embedding_dim"))
+
+    @property
+    def provider(self) -> str:
+        return self.loaded.provider
+
+    def setting(self, key: str) -> str | None:
+        """A model fact: config.pbtxt `parameters` win over the ONNX metadata the exporter wrote."""
+        return parameter(self.config, key, self.loaded.metadata.get(key))
+
+    def float_setting(self, key: str) -> float:
+        value = self.setting(key)
+        if value is None:
+            raise ModelLoadError(
+                f"model '{self.name}' version {self.version}: '{key}' is neither in the ONNX metadata "
+                "nor in config.pbtxt parameters"
+            )
+        try:
+            return float(value)
+        except ValueError as error:
+            raise ModelLoadError(f"model '{self.name}': '{key}' is not a number: {value!r}") from error
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -1,1 +1,0 @@
-"""Model backends: each is a small synchronous object (preprocess / run / postprocess), no I/O loops."""

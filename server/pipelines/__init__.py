@@ -1,0 +1,1 @@
+"""Pipelines compose backends by capability; text preparation (language, jieba, translation) lives here."""

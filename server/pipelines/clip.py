@@ -1,0 +1,255 @@
+"""The `clip` pipeline: routes items to the image and text towers and puts the embeddings back in order.
+
+A pipeline config names its parts (`vision_model`, `text_model`, optionally `translator`). The two towers
+of one CLIP are only comparable when they come from the same checkpoint, so a pipeline version is a
+version that is ready in both towers; version 0 picks the newest such version. Chinese texts go through
+the translator (its newest ready version) and the best translation is what the text tower sees.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from crossmodal.v1 import model_config_pb2 as mc
+from server.backends.clip.text import ClipTextModel
+from server.backends.clip.vision import ClipVisionModel
+from server.backends.marian.generation import TranslateOptions
+from server.core.cancellation import check_cancelled, current_token, run_with_token
+from server.core.config import Limits
+from server.core.errors import (
+    CrossModalError,
+    InvalidInput,
+    LimitExceeded,
+    ModelLoadError,
+    ModelNotFound,
+    ModelNotReady,
+)
+from server.core.types import ImageInput, Input, TextOutcome
+from server.images.decode import ImageDecodeError, ImageTooLarge, load_rgb, open_image
+from server.images.decode_cost import decode_bytes
+from server.memory_budget import MemoryBudget
+from server.pipelines.language import CHINESE
+from server.pipelines.text import describe_text, resolve_translator, translate_outcomes
+from server.repository.model_config import parameter
+from server.repository.repository import ModelRepository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Embedded:
+    embeddings: np.ndarray  # [N, D] in input order
+    texts: list[TextOutcome]  # one per text input, in order
+    models: list[tuple[str, int]]  # every model version that took part
+
+
+@dataclass(frozen=True)
+class ClipPipeline:
+    name: str
+    vision: ClipVisionModel
+    text: ClipTextModel
+    repository: ModelRepository
+    translator: str | None = None  # model name; resolved only when a Chinese text needs it
+    translate_options: TranslateOptions = field(default_factory=TranslateOptions)
+
+    @property
+    def logit_scale(self) -> float:
+        return self.text.logit_scale
+
+    @property
+    def models(self) -> list[tuple[str, int]]:
+        return [(self.vision.name, self.vision.version), (self.text.name, self.text.version)]
+
+    def embed(
+        self,
+        named_inputs: list[tuple[str, Input]],
+        limits: Limits,
+        pool: Executor | None = None,
+        item_errors: dict[int, CrossModalError] | None = None,
+        budget: MemoryBudget | None = None,
+    ) -> Embedded:
+        """Embeds (name, input) pairs, in order; `name` (e.g. "items[3]") is what errors call the item.
+
+        Images are decoded (in `pool` when given) and queued for the image tower before the texts are
+        looked at, so image inference overlaps text work (jieba, translation, tokenising). With
+        `item_errors`, an item that cannot be embedded is recorded there (by row) and its row left NaN,
+        instead of failing the whole call. Each image's decode waits for its estimated memory in `budget`.
+        """
+        images, texts = [], []
+        for row, (name, item) in enumerate(named_inputs):
+            (images if isinstance(item, ImageInput) else texts).append((row, name, item))
+        pending: list[tuple[list[int], Future, ClipVisionModel | ClipTextModel]] = []
+        models = list(self.models)
+        try:
+            kept = self._preprocess(images, limits, pool, item_errors, budget) if images else []
+            if kept:
+                rows = [row for row, _ in kept]
+                pending.append((rows, self.vision.submit([pixels for _, pixels in kept]), self.vision))
+            described = [_described(name, item.text, limits, item_errors, row) for row, name, item in texts]
+            texts = [t for t, outcome in zip(texts, described, strict=True) if outcome is not None]
+            outcomes = [outcome for outcome in described if outcome is not None]
+            translated_by = self._translate_chinese(outcomes)
+            if translated_by:
+                models.append(translated_by)
+            if outcomes:
+                future = self.text.submit([o.encoded_text for o in outcomes])
+                pending.append(([row for row, _, _ in texts], future, self.text))
+            parts = [(rows, np.stack(model.batcher.wait(future))) for rows, future, model in pending]
+        except BaseException:
+            for _, future, model in pending:  # nobody will read these: free their queue places
+                model.batcher.withdraw(future)
+            raise
+        dims = {vectors.shape[1] for _, vectors in parts} or {self.text.embedding_dim}
+        if len(dims) != 1:
+            raise ModelLoadError(f"pipeline '{self.name}': image and text embeddings differ in size {dims}")
+        embeddings = np.full((len(named_inputs), dims.pop()), np.nan, dtype=np.float32)
+        for rows, vectors in parts:
+            embeddings[rows] = vectors
+        return Embedded(embeddings, outcomes, models)
+
+    def _preprocess(
+        self,
+        images: list[tuple[int, str, ImageInput]],
+        limits: Limits,
+        pool: Executor | None,
+        item_errors: dict[int, CrossModalError] | None,
+        budget: MemoryBudget | None,
+    ) -> list[tuple[int, np.ndarray]]:
+        """(row, pixels) of the images that decode; failures raise, or go to item_errors when given."""
+
+        def prepare(entry: tuple[int, str, ImageInput]) -> tuple[int, np.ndarray | CrossModalError]:
+            row, name, item = entry
+            try:
+                check_cancelled("decoding")  # a cancelled call decodes none of its remaining images
+                return row, self._decode_and_preprocess(name, item.data, limits, budget)
+            except CrossModalError as error:
+                if item_errors is None:
+                    raise
+                return row, error
+
+        if pool is None or len(images) == 1:
+            prepared = [prepare(entry) for entry in images]
+        else:
+            token = current_token()  # the pool's threads do not inherit the call's context
+            prepared = list(pool.map(lambda entry: run_with_token(token, prepare, entry), images))
+        kept = []
+        for row, result in prepared:
+            if isinstance(result, CrossModalError):
+                item_errors[row] = result
+            else:
+                kept.append((row, result))
+        return kept
+
+    def _translate_chinese(self, outcomes: list[TextOutcome]) -> tuple[str, int] | None:
+        """Translates the Chinese outcomes in place, in one decode; returns the translator used, if any."""
+        chinese = [i for i, o in enumerate(outcomes) if o.language == CHINESE]
+        if not chinese or not self.translator:
+            return None
+        translator = resolve_translator(self.repository, self.translator, 0)
+        translated = translate_outcomes([outcomes[i] for i in chinese], translator, self.translate_options)
+        for i, outcome in zip(chinese, translated, strict=True):
+            outcomes[i] = outcome
+        return translator.name, translator.version
+
+    def _decode_and_preprocess(
+        self, item_name: str, data: bytes, limits: Limits, budget: MemoryBudget | None
+    ) -> np.ndarray:
+        """Pixels for the vision tower; the decode first reserves, in `budget`, the memory its header says
+        decoding and preprocessing will take, and holds it until only the output is left."""
+        if len(data) > limits.max_image_bytes:
+            raise LimitExceeded(
+                f"{item_name}: image is {len(data)} bytes; the limit is {limits.max_image_bytes}"
+            )
+        try:
+            image = open_image(data, limits.max_image_pixels)
+        except ImageTooLarge as error:
+            raise LimitExceeded(f"{item_name}: {error}") from error
+        except ImageDecodeError as error:
+            raise InvalidInput(f"{item_name}: {error}") from error
+        if budget is None:
+            return self.vision.preprocess(self._load(item_name, image))
+        cost = decode_bytes(image) + self.vision.preprocessor.working_bytes(*image.size)
+        with budget.reserve(cost, f"{item_name} ({image.width}x{image.height} {image.format})"):
+            return self.vision.preprocess(self._load(item_name, image))
+
+    @staticmethod
+    def _load(item_name: str, image) -> Image.Image:
+        try:
+            return load_rgb(image)
+        except ImageDecodeError as error:
+            raise InvalidInput(f"{item_name}: {error}") from error
+
+
+def _ready(repository: ModelRepository, pipeline: str, tower: str) -> list[int]:
+    """Ready versions of a tower; a tower the repository does not hold now makes the pipeline unavailable."""
+    try:
+        return repository.ready_versions(tower)
+    except ModelNotFound as error:
+        raise ModelNotReady(f"pipeline '{pipeline}': its model '{tower}' is not loaded") from error
+
+
+def _described(
+    name: str, text: str, limits: Limits, item_errors: dict[int, CrossModalError] | None, row: int
+) -> TextOutcome | None:
+    try:
+        return describe_text(name, text, limits)
+    except CrossModalError as error:
+        if item_errors is None:
+            raise
+        item_errors[row] = error
+        return None
+
+
+def _towers(config: mc.ModelConfig, name: str) -> tuple[str, str]:
+    vision_name, text_name = parameter(config, "vision_model"), parameter(config, "text_model")
+    if not vision_name or not text_name:
+        raise ModelNotReady(f"pipeline '{name}': config.pbtxt must name vision_model and text_model")
+    return vision_name, text_name
+
+
+def _common_versions(repository: ModelRepository, name: str, towers: tuple[str, str]) -> list[int]:
+    """Versions ready in both towers; raises when a tower is not loaded."""
+    return sorted(set(_ready(repository, name, towers[0])) & set(_ready(repository, name, towers[1])))
+
+
+def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> ClipPipeline:
+    config = repository.pipeline_config(name)
+    vision_name, text_name = towers = _towers(config, name)
+    with repository.consistent():  # no version may come or go between choosing it and taking both towers
+        common = _common_versions(repository, name, towers)
+        if version == 0:
+            if not common:
+                raise ModelNotReady(
+                    f"pipeline '{name}': no version is ready in both {vision_name} and {text_name}"
+                )
+            version = common[-1]
+        elif version not in common:
+            known = {s.version for tower in (vision_name, text_name) for s in repository.statuses(tower)}
+            error = ModelNotReady if version in known else ModelNotFound  # loading or leaving: retry later
+            raise error(
+                f"pipeline '{name}' has no version {version} ready in both {vision_name} and {text_name} "
+                f"(ready: {common})"
+            )
+        vision = repository.model(vision_name, version)
+        text = repository.model(text_name, version)
+    if not isinstance(vision, ClipVisionModel) or not isinstance(text, ClipTextModel):
+        raise ModelNotReady(f"pipeline '{name}': {vision_name} must be clip_vision and {text_name} clip_text")
+    return ClipPipeline(name, vision, text, repository, parameter(config, "translator"))
+
+
+def pipeline_versions(repository: ModelRepository, name: str) -> list[int]:
+    """The versions the pipeline can serve now: ready in both towers."""
+    try:
+        return _common_versions(repository, name, _towers(repository.pipeline_config(name), name))
+    except (ModelNotFound, ModelNotReady):
+        return []
+
+
+def pipeline_ready(repository: ModelRepository, name: str) -> bool:
+    """Whether the pipeline can serve now (both towers share a ready version)."""
+    return bool(pipeline_versions(repository, name))

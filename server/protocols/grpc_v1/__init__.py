@@ -1,0 +1,1 @@
+"""The crossmodal.v1.CrossModal gRPC service: message conversion and response-size checks."""

@@ -1,0 +1,1 @@
+"""gRPC interceptors of the server's port: bearer tokens, undecodable requests."""

@@ -1,1 +1,0 @@
-"""ONNX Runtime sessions: execution providers, session options, warm-up."""

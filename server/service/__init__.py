@@ -1,1 +1,0 @@
-"""gRPC adapters: convert messages, call the engine in worker threads, map errors to status codes."""

@@ -1,1 +1,0 @@
-"""Text handling: language detection and tokenizers."""
