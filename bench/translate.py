@@ -39,8 +39,8 @@ def check_length(engine: str, lengths: list[int]) -> None:
 
 
 def ours(models: BenchModels, settings: BenchSettings, section: str) -> dict[int, Timed]:
-    from server.backends.marian.generation import TranslateOptions
     from server.backends.onnx.session import SessionFactory
+    from server.core.types import TranslateOptions
     from server.repository.repository import ModelRepository
 
     say = progress(section)

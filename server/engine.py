@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from server.backends.marian.generation import TranslateOptions
 from server.core.config import Limits
 from server.core.errors import CrossModalError, InvalidInput, LimitExceeded, ModelNotReady
 from server.core.types import (
@@ -22,6 +21,7 @@ from server.core.types import (
     LabelScore,
     ModelRef,
     TextInput,
+    TranslateOptions,
     TranslateResult,
 )
 from server.memory_budget import MemoryBudget

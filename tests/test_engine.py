@@ -7,11 +7,10 @@ import pytest
 import torch
 from transformers import CLIPModel
 
-from server.backends.marian.generation import TranslateOptions
 from server.backends.onnx.session import SessionFactory
 from server.core.config import Limits
 from server.core.errors import InvalidInput, LimitExceeded, ModelNotFound
-from server.core.types import ImageInput, ModelRef, TextInput
+from server.core.types import ImageInput, ModelRef, TextInput, TranslateOptions
 from server.engine import Engine
 from server.repository.repository import ModelRepository
 from tests.helpers import encoded_image

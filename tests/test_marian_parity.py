@@ -11,10 +11,10 @@ from transformers import MarianMTModel
 from transformers import MarianTokenizer as ReferenceTokenizer
 
 from server.backends.marian.decoder import MarianStepDecoder
-from server.backends.marian.generation import TranslateOptions
 from server.backends.marian.model import MarianModel
 from server.backends.onnx.model import ModelSource
 from server.backends.onnx.session import SessionFactory
+from server.core.types import TranslateOptions
 from server.repository.model_config import load_model_config
 from tools.build_tiny_marian import chinese_corpus
 

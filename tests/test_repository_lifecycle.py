@@ -7,9 +7,9 @@ import shutil
 import pytest
 from prometheus_client import generate_latest
 
-from server.backends.marian.generation import TranslateOptions
 from server.backends.onnx.session import SessionFactory
 from server.core.errors import InvalidInput, ModelNotFound, ModelNotReady
+from server.core.types import TranslateOptions
 from server.metrics import ServerMetrics
 from server.protocols.grpc_v1.convert import repository_index
 from server.repository.repository import ModelRepository, State

@@ -78,3 +78,14 @@ class ClassifyResult:
     results: list[list[LabelScore]]  # per item, best first
     labels: list[TextOutcome]
     models: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TranslateOptions:
+    """A request's choices; 0 means the model's default (n-best: 5, like the reference example)."""
+
+    num_beams: int = 0
+    num_hypotheses: int = 0
+    max_length: int = 0
+    length_penalty: float = 0.0
+    early_stopping: bool | str | None = None  # None: the model's setting

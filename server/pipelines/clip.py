@@ -18,7 +18,6 @@ from PIL import Image
 from crossmodal.v1 import model_config_pb2 as mc
 from server.backends.clip.text import ClipTextModel
 from server.backends.clip.vision import ClipVisionModel
-from server.backends.marian.generation import TranslateOptions
 from server.core.cancellation import check_cancelled, current_token, run_with_token
 from server.core.config import Limits
 from server.core.errors import (
@@ -29,7 +28,7 @@ from server.core.errors import (
     ModelNotFound,
     ModelNotReady,
 )
-from server.core.types import ImageInput, Input, TextOutcome
+from server.core.types import ImageInput, Input, TextOutcome, TranslateOptions
 from server.images.decode import ImageDecodeError, ImageTooLarge, load_rgb, open_image
 from server.images.decode_cost import decode_bytes
 from server.memory_budget import MemoryBudget

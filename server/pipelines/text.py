@@ -5,11 +5,10 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import replace
 
-from server.backends.marian.generation import TranslateOptions
 from server.backends.marian.model import MarianModel
 from server.core.config import Limits
 from server.core.errors import InvalidInput, LimitExceeded, ModelNotFound
-from server.core.types import TextOutcome
+from server.core.types import TextOutcome, TranslateOptions
 from server.pipelines.language import CHINESE, detect_language, unescape_entities
 from server.pipelines.segmentation import segment
 from server.repository.model_config import parameter

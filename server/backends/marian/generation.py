@@ -9,6 +9,7 @@ from pathlib import Path
 
 from server.backends.marian.beam_search import SearchSettings
 from server.core.errors import InvalidInput, ModelLoadError
+from server.core.types import TranslateOptions
 
 MAX_BEAMS = 32
 # Settings that change what generate() computes and that this decoder does not implement.
@@ -70,17 +71,6 @@ class GenerationDefaults:
             min_length=int(config.get("min_length", 0)),
             renormalize=bool(config.get("renormalize_logits", False)),
         )
-
-
-@dataclass(frozen=True)
-class TranslateOptions:
-    """A request's choices; 0 means the model's default (n-best: 5, like the reference example)."""
-
-    num_beams: int = 0
-    num_hypotheses: int = 0
-    max_length: int = 0
-    length_penalty: float = 0.0
-    early_stopping: bool | str | None = None  # None: the model's setting
 
 
 DEFAULT_HYPOTHESES = 5

@@ -11,7 +11,7 @@ import numpy as np
 
 from server.backends.marian.beam_search import BeamSearch, SearchSettings
 from server.backends.marian.decoder import MarianGraphs, MarianStepDecoder
-from server.backends.marian.generation import GenerationDefaults, TranslateOptions, search_settings
+from server.backends.marian.generation import GenerationDefaults, search_settings
 from server.backends.marian.tokenizer import MarianTokenizer
 from server.backends.onnx.model import ModelSource
 from server.backends.onnx.session import SessionFactory
@@ -19,7 +19,7 @@ from server.batching.batch_run import abandoned_items
 from server.batching.batcher import DynamicBatcher
 from server.core.cancellation import check_cancelled
 from server.core.errors import ModelLoadError
-from server.core.types import Hypothesis
+from server.core.types import Hypothesis, TranslateOptions
 from server.pipelines import segmentation
 from server.repository.model_config import parameter
 

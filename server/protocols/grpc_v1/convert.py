@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from crossmodal.v1 import crossmodal_pb2 as pb
-from server.backends.marian.generation import TranslateOptions
 from server.core.errors import InvalidInput
 from server.core.types import (
     ClassifyResult,
@@ -16,6 +15,7 @@ from server.core.types import (
     ModelRef,
     TextInput,
     TextOutcome,
+    TranslateOptions,
     TranslateResult,
 )
 from server.pipelines.clip import pipeline_ready

@@ -17,10 +17,9 @@ import numpy as np
 
 from server.backends.clip.text import ClipTextModel
 from server.backends.clip.vision import ClipVisionModel
-from server.backends.marian.generation import TranslateOptions
 from server.backends.marian.model import MarianModel
 from server.core.errors import InvalidInput, ModelNotFound
-from server.core.types import ImageInput, ModelRef, TextInput
+from server.core.types import ImageInput, ModelRef, TextInput, TranslateOptions
 from server.engine import Engine
 from server.pipelines.clip import resolve_pipeline
 from server.protocols.kserve.tensors import Tensor
