@@ -26,8 +26,9 @@ def health(address: str, service: str) -> int:
         return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
 
 
-def metric(text: str, name: str, **labels) -> float:
-    """The value of one sample of the Prometheus text, by name and labels."""
+def metric(text: str, name: str, default: float | None = None, **labels) -> float:
+    """The value of one sample of the Prometheus text, by name and labels; `default` when there is none
+    (a labelled counter appears only once something has counted in it)."""
     for line in text.splitlines():
         match = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
         if not match or match.group(1) != name:
@@ -35,7 +36,18 @@ def metric(text: str, name: str, **labels) -> float:
         found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
         if all(found.get(k) == str(v) for k, v in labels.items()):
             return float(match.group(3))
+    if default is not None:
+        return default
     raise AssertionError(f"no sample {name}{labels}")
+
+
+def scrape(metrics_port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+
+
+def increase(before: str, after: str, name: str, **labels) -> float:
+    """How much a counter (or a histogram's _count / _sum) grew between two scrapes."""
+    return metric(after, name, **labels) - metric(before, name, default=0.0, **labels)
 
 
 @pytest.fixture(scope="module")
@@ -63,28 +75,46 @@ def test_reflection_lists_the_services(served):
     assert {"crossmodal.v1.CrossModal", "grpc.health.v1.Health"} <= names
 
 
+TEXTS = ["a dog", "a red car", "two cats on a sofa"]
+IMAGES = [encoded_image(40, 30), encoded_image(24, 24, seed=1)]
+CHINESE = ["两只狗", "一只猫在桌子上"]
+
+
 def test_metrics_count_calls_batches_and_models(served):
+    """Each count grows by exactly what this test's calls did: one Encode of 3 texts and 2 images, one
+    Translate of 2 texts, one refused Encode; every model ran its items in one batch."""
     address, metrics_port = served
+    before = scrape(metrics_port)
     with CrossModalClient(address) as client:
-        client.encode(["a dog", encoded_image(40, 30)])
-        client.translate(["两只狗"])
+        client.encode([*TEXTS, *IMAGES])
+        client.translate(CHINESE)
         with pytest.raises(grpc.RpcError):
             client.encode([])
-    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
-    assert metric(text, "crossmodal_requests_total", rpc="Encode", code="OK") >= 1
-    assert metric(text, "crossmodal_requests_total", rpc="Encode", code="INVALID_ARGUMENT") >= 1
-    assert metric(text, "crossmodal_request_seconds_count", rpc="Translate") >= 1
+    text = scrape(metrics_port)
+    assert increase(before, text, "crossmodal_requests_total", rpc="Encode", code="OK") == 1
+    assert increase(before, text, "crossmodal_requests_total", rpc="Encode", code="INVALID_ARGUMENT") == 1
+    assert increase(before, text, "crossmodal_requests_total", rpc="Translate", code="OK") == 1
+    assert increase(before, text, "crossmodal_request_seconds_count", rpc="Translate") == 1
+    assert increase(before, text, "crossmodal_request_seconds_count", rpc="Encode") == 2
     assert metric(text, "crossmodal_requests_in_flight", rpc="Encode") == 0
     # The decode memory budget: every reservation is given back once its call has answered.
     assert metric(text, "crossmodal_decode_memory_limit_bytes") == ServerConfig(REPOSITORY).max_decode_memory
     assert metric(text, "crossmodal_decode_memory_used_bytes") == 0
     assert metric(text, "crossmodal_decode_memory_waiting_calls") == 0
-    for model in ("clip_vision", "clip_text", "opus_mt_zh_en"):
-        assert metric(text, "crossmodal_batch_size_count", model=model, version=1) >= 1
-        assert metric(text, "crossmodal_inference_items_total", model=model, version=1) >= 1
-        assert metric(text, "crossmodal_inference_compute_seconds_total", model=model, version=1) > 0
-        assert metric(text, "crossmodal_queue_seconds_count", model=model, version=1) >= 1
-        assert metric(text, "crossmodal_model_ready", model=model, version=1) == 1
+    for model, items in (
+        ("clip_text", len(TEXTS)),
+        ("clip_vision", len(IMAGES)),
+        ("opus_mt_zh_en", len(CHINESE)),
+    ):
+        labels = {"model": model, "version": 1}
+        assert increase(before, text, "crossmodal_inference_items_total", **labels) == items, model
+        assert increase(before, text, "crossmodal_batch_size_count", **labels) == 1, model  # one run
+        assert increase(before, text, "crossmodal_batch_size_sum", **labels) == items, model
+        assert increase(before, text, "crossmodal_inference_runs_total", outcome="ok", **labels) == 1, model
+        assert increase(before, text, "crossmodal_inference_runs_total", outcome="failed", **labels) == 0
+        assert increase(before, text, "crossmodal_queue_seconds_count", **labels) == 1, model  # one call
+        assert increase(before, text, "crossmodal_inference_compute_seconds_total", **labels) > 0, model
+        assert metric(text, "crossmodal_model_ready", **labels) == 1
         assert metric(text, "crossmodal_model_versions", model=model, state="READY") == 1
 
 
