@@ -22,6 +22,7 @@ from crossmodal import CrossModalClient
 from crossmodal.v1 import crossmodal_pb2 as pb
 from inference import grpc_service_pb2 as kpb
 from inference import grpc_service_pb2_grpc as kpb_grpc
+from server.repository.model_config import load_model_config
 from tests.helpers import ROOT, encoded_image, free_port, running_server
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -36,6 +37,7 @@ CONTRACT_RPCS = {"Encode", "Compare", "Classify", "Translate"}
 BAD_INPUT_CODES = {INVALID, EXHAUSTED, NOT_FOUND}
 
 GOOD_PNG = encoded_image(32, 24)
+TEXT_EMBEDDING_DIM = load_model_config(ROOT / "model_repository" / "clip_text").output[0].dims[-1]
 
 
 def bomb_png(width: int = 60_000, height: int = 60_000) -> bytes:
@@ -228,7 +230,9 @@ def test_bad_input_gets_its_status_and_reason(server, bystander, case, call, cod
 def test_odd_but_valid_texts_are_embedded(server, bystander, value):
     with CrossModalClient(server, timeout=60) as client:
         reply = client.encode([value])
-    assert len(reply.embeddings) == 1 and len(reply.embeddings[0].values) > 0
+    assert len(reply.embeddings) == 1
+    values = np.array(reply.embeddings[0].values)
+    assert values.shape == (TEXT_EMBEDDING_DIM,) and np.linalg.norm(values) == pytest.approx(1.0, abs=1e-4)
     assert reply.texts[0].text == value
 
 
