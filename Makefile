@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8001
 MODEL_REPOSITORY ?= model_repository
-PROTO_SRC := protos/crossmodal/v1
-PROTO_OUT := clients/python/src
-PROTOS := $(wildcard $(PROTO_SRC)/*.proto protos/inference/*.proto)
-GENERATED := $(PROTOS:protos/%.proto=$(PROTO_OUT)/%_pb2.py)
+# The stubs of every .proto go into the crossmodal-protos distribution (protos/python), never into git.
+PROTOS_PACKAGE := protos/python
+PROTO_OUT := $(PROTOS_PACKAGE)/src
+PROTOS := $(wildcard protos/crossmodal/v1/*.proto protos/inference/*.proto)
+GENERATED := $(foreach suffix,_pb2.py _pb2_grpc.py _pb2.pyi,$(PROTOS:protos/%.proto=$(PROTO_OUT)/%$(suffix)))
 STAMP := $(VENV)/.setup-done
 TRITON_VENV := .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.setup-done
@@ -17,12 +18,14 @@ TRITON_STAMP := $(TRITON_VENV)/.setup-done
 
 setup: $(STAMP) $(TRITON_STAMP) proto
 
-$(STAMP): requirements.txt requirements-dev.txt clients/python/pyproject.toml clients/loadtest/pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt $(PROTOS_PACKAGE)/pyproject.toml clients/python/pyproject.toml \
+		clients/loadtest/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
 	# open_clip is only the tokenizer oracle of the tests; its own deps would pull torchvision.
 	$(BIN)/pip install -q --no-deps open-clip-torch==3.3.0
+	$(BIN)/pip install -q -e $(PROTOS_PACKAGE)
 	$(BIN)/pip install -q -e clients/python
 	$(BIN)/pip install -q -e clients/loadtest
 	touch $@
@@ -35,7 +38,8 @@ $(TRITON_STAMP): requirements-triton.txt
 
 proto: $(GENERATED)
 
-$(PROTO_OUT)/%_pb2.py: protos/%.proto $(STAMP)
+# One protoc run writes all three files of a .proto (a pattern rule with several targets).
+$(PROTO_OUT)/%_pb2.py $(PROTO_OUT)/%_pb2_grpc.py $(PROTO_OUT)/%_pb2.pyi: protos/%.proto $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) \
 		--grpc_python_out=$(PROTO_OUT) $<
 
@@ -99,4 +103,4 @@ loadtest: setup
 	$(BIN)/crossmodal-loadtest --host $(HOST) --port $(PORT) $(LOADTEST_ARGS)
 
 clean:
-	rm -rf .cache .pytest_cache .ruff_cache $(PROTO_OUT)/crossmodal/v1/*_pb2*.py* $(PROTO_OUT)/inference/*_pb2*.py* $(NODE_CLIENT)/node_modules
+	rm -rf .cache .pytest_cache .ruff_cache $(GENERATED) $(NODE_CLIENT)/node_modules
