@@ -16,13 +16,14 @@ declares), and one line in server/backends/registry.py.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
+from server.core.errors import InvalidInput
 from server.core.pending import Pending
 
 if TYPE_CHECKING:  # only for annotations: backends import no PIL or protocol at run time here
@@ -54,6 +55,15 @@ class TensorSpec:
         if self.datatype not in DATATYPES:
             raise ValueError(f"tensor {self.name}: datatype must be one of {DATATYPES}, got {self.datatype}")
 
+    def check_shape(self, array: np.ndarray) -> None:
+        """Raises InvalidInput unless `array` has this rank and every fixed dimension."""
+        if array.ndim != len(self.shape) or any(
+            want not in (-1, got) for want, got in zip(self.shape, array.shape, strict=True)
+        ):
+            raise InvalidInput(
+                f"input '{self.name}' must have shape {list(self.shape)}, got {list(array.shape)}"
+            )
+
 
 @dataclass(frozen=True)
 class Signature:
@@ -66,6 +76,7 @@ class Backend(ABC):
     """One loaded version of a model. Subclasses set `model_type` and `capabilities`."""
 
     model_type: ClassVar[str]
+    platform: ClassVar[str] = ""  # what runs it, as config.pbtxt and KServe name it (onnxruntime_onnx)
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     name: str
     version: int
@@ -137,6 +148,19 @@ class Translator(Protocol):
         self, texts: Sequence[str], options: TranslateOptions
     ) -> Pending[list[list[Hypothesis]]]:
         """Queues the texts; the answer is the n-best per text, best first."""
+
+
+def queued(
+    batcher: DynamicBatcher,
+    items: Sequence[object],
+    finish: Callable[[list], object] | None = None,
+    group: Hashable = None,
+) -> Pending:
+    """Submits `items` to `batcher`; the Pending withdraws them from that batcher when nobody waits."""
+    future = batcher.submit(items, group)
+    if finish is None:
+        return Pending(future, withdraw=lambda: batcher.withdraw(future))
+    return Pending(future, finish, lambda: batcher.withdraw(future))
 
 
 def has(backend: object, capability: Capability) -> bool:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 
 import numpy as np
 from PIL import Image
 
+from server.backends.base import Capability, Signature, TensorSpec, queued
 from server.backends.clip.preprocessing import ImagePreprocessor
-from server.backends.onnx.model import DEFAULT_MAX_BATCH, ModelSource, OnnxModel, l2_normalise
+from server.backends.onnx.model import DEFAULT_MAX_BATCH, ModelSource, OnnxModel, l2_normalise, stacked
 from server.backends.onnx.session import SessionFactory
 from server.batching.batcher import DynamicBatcher
+from server.core.errors import InvalidInput
+from server.core.pending import Pending
 
 
 class ClipVisionModel(OnnxModel):
     model_type = "clip_vision"
+    capabilities = frozenset({Capability.EMBED_IMAGES})
 
     def __init__(self, source: ModelSource, factory: SessionFactory) -> None:
         super().__init__(source, self.open_session(source, factory))
@@ -25,9 +29,31 @@ class ClipVisionModel(OnnxModel):
         settings = source.batch_settings(DEFAULT_MAX_BATCH)
         self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self._run, settings)
 
+    def signature(self) -> Signature:
+        height, width = self.preprocessor.output_size
+        return Signature(
+            inputs=(TensorSpec(self.pixels_input, "FP32", (-1, 3, height, width)),),
+            outputs=(TensorSpec(self.output_name, "FP32", (-1, self.embedding_dim)),),
+        )
+
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """RGB image -> float32 [3, H, W]."""
         return self.preprocessor(image)
+
+    def preprocess_bytes(self, width: int, height: int) -> int:
+        return self.preprocessor.working_bytes(width, height)
+
+    def submit_images(self, pixels: Sequence[np.ndarray]) -> Pending[np.ndarray]:
+        """Queues preprocessed images ([3, H, W] each); the answer is [N, D]."""
+        dim = self.embedding_dim
+        return queued(self.batcher, list(pixels), lambda outputs: stacked(outputs, dim))
+
+    def infer(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]) -> Pending:
+        pixels = inputs[self.pixels_input]
+        self.signature().inputs[0].check_shape(pixels)
+        _check_finite(pixels, self.pixels_input)
+        output = self.output_name
+        return self.submit_images(list(pixels.astype(np.float32))).then(lambda embeds: {output: embeds})
 
     def submit(self, pixels: Sequence[np.ndarray]) -> Future:
         """Queues preprocessed images ([3, H, W] each); the future gives one embedding [D] per image."""
@@ -35,7 +61,7 @@ class ClipVisionModel(OnnxModel):
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """[N, 3, H, W] -> [N, D], L2-normalised, through the batcher."""
-        return np.stack(self.batcher.run(list(pixels)))
+        return self.submit_images(list(pixels)).result()
 
     def _run(self, pixels: Sequence[np.ndarray]) -> list[np.ndarray]:
         embeds = self.session.run([self.output_name], {self.pixels_input: np.stack(pixels)})[0]
@@ -44,9 +70,17 @@ class ClipVisionModel(OnnxModel):
     def warmup(self) -> None:
         height, width = self.preprocessor.output_size
         grey = Image.new("RGB", (width, height), (128, 128, 128))
-        self.embed(np.stack([self.preprocess(grey)] * 2))
+        self.submit_images([self.preprocess(grey)] * 2).result()
 
     def close(self) -> None:
         self.batcher.stop()
         # Frees the ONNX Runtime session (GPU memory) now, not at some later garbage collection.
         self.session = self.loaded = None
+
+
+def _check_finite(array: np.ndarray, name: str) -> None:
+    """NaN or infinite pixels would come back as NaN embeddings with an OK status."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        row = int(np.argwhere(~finite)[0][0])
+        raise InvalidInput(f"input '{name}': row {row} holds NaN or infinite values; pixels must be finite")

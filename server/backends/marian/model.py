@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from server.backends.base import Backend, Capability, Signature, TensorSpec, queued
 from server.backends.marian.beam_search import BeamSearch, SearchSettings
 from server.backends.marian.decoder import MarianGraphs, MarianStepDecoder
 from server.backends.marian.generation import GenerationDefaults, search_settings
@@ -19,6 +20,7 @@ from server.batching.batch_run import abandoned_items
 from server.batching.batcher import DynamicBatcher
 from server.core.cancellation import check_cancelled
 from server.core.errors import ModelLoadError
+from server.core.pending import Pending
 from server.core.types import Hypothesis, TranslateOptions
 from server.pipelines import segmentation
 from server.repository.model_config import parameter
@@ -35,8 +37,19 @@ def _read_json(path: Path) -> dict:
         raise ModelLoadError(f"cannot read {path}: {error}") from error
 
 
-class MarianModel:
+SIGNATURE = Signature(
+    inputs=(TensorSpec("TEXT", "BYTES", (-1,)),),
+    outputs=(TensorSpec("TRANSLATIONS", "BYTES", (-1, -1)), TensorSpec("SCORES", "FP32", (-1, -1))),
+    parameters=("num_beams", "num_hypotheses", "max_length", "length_penalty"),
+)
+
+
+class MarianModel(Backend):
+    """Runs only through the engine (infer is left out): texts need its language and text checks first."""
+
     model_type = "marian"
+    platform = "onnxruntime_onnx"
+    capabilities = frozenset({Capability.TRANSLATE})
 
     def __init__(self, source: ModelSource, factory: SessionFactory) -> None:
         self.name, self.version, self.config = source.name, source.version, source.config
@@ -82,22 +95,36 @@ class MarianModel:
     def provider(self) -> str:
         return self._provider
 
+    def signature(self) -> Signature:
+        return SIGNATURE
+
     def check_options(self, options: TranslateOptions) -> None:
         """Raises InvalidInput naming a bad option, before any text is prepared for translating."""
         search_settings(self.defaults, options, self.max_positions)
 
+    def submit_translations(
+        self, texts: Sequence[str], options: TranslateOptions
+    ) -> Pending[list[list[Hypothesis]]]:
+        """Queues the sentences; only sentences with the same search settings decode together."""
+        settings, items = self._items(texts, options)
+        return queued(self.batcher, items, group=settings)
+
     def translate(self, texts: list[str], options: TranslateOptions) -> list[list[Hypothesis]]:
         """n-best translations per text, best first, through the batcher."""
-        return self.batcher.wait(self.submit(texts, options))
+        return self.submit_translations(texts, options).result()
 
     def submit(self, texts: list[str], options: TranslateOptions) -> Future:
         """Queues the sentences; only sentences with the same search settings decode together."""
+        settings, items = self._items(texts, options)
+        return self.batcher.submit(items, settings)
+
+    def _items(self, texts: Sequence[str], options: TranslateOptions) -> tuple[SearchSettings, list]:
         settings = search_settings(self.defaults, options, self.max_positions)
         items = []
         for text in texts:
             check_cancelled("Marian tokenising")
             items.append((settings, self.tokenizer.encode(text)))
-        return self.batcher.submit(items, settings)
+        return settings, items
 
     def _run(self, items: Sequence[tuple[SearchSettings, list[int]]]) -> list[list[Hypothesis]]:
         """One beam search over sentences from any number of calls (one group: same settings)."""

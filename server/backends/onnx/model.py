@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from crossmodal.v1 import model_config_pb2 as mc
+from server.backends.base import Backend
 from server.backends.onnx.session import LoadedSession, SessionFactory
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS, BatchSettings
 from server.core.errors import ModelLoadError
@@ -30,10 +31,10 @@ class ModelSource:
         return BatchSettings.from_config(self.config, default_max_batch_size, self.max_queue_items)
 
 
-class OnnxModel:
-    """One loaded version of an ONNX model."""
+class OnnxModel(Backend):
+    """One loaded version of an ONNX model (one graph; its output is the first graph output)."""
 
-    model_type = ""
+    platform = "onnxruntime_onnx"
 
     def __init__(self, source: ModelSource, loaded: LoadedSession) -> None:
         self.name = source.name
@@ -74,6 +75,11 @@ class OnnxModel:
             return float(value)
         except ValueError as error:
             raise ModelLoadError(f"model '{self.name}': '{key}' is not a number: {value!r}") from error
+
+
+def stacked(outputs: list[np.ndarray], dim: int) -> np.ndarray:
+    """A batcher's per-item vectors as one [N, D] array (N may be 0)."""
+    return np.stack(outputs) if outputs else np.zeros((0, dim), dtype=np.float32)
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
