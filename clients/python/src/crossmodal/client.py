@@ -2,130 +2,39 @@
 
 Items may be given as `str` (a text), `bytes` (an encoded image), `pathlib.Path` (an image file) or a
 ready `crossmodal.v1.Item`. Errors surface as `grpc.RpcError` with the server's status code and message.
+
+Both clients take their requests from `crossmodal.calls`; the blocking one waits on each call, the asyncio
+one awaits it. Nothing else differs but their channels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from types import MethodType, ModuleType
+from typing import Any, get_args
 
 import grpc
 
-from crossmodal.v1 import crossmodal_pb2 as pb
+from crossmodal import calls
+from crossmodal.calls import Call
+from crossmodal.items import ItemLike, image_item, make_item, text_item
 from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
 
-ItemLike = str | bytes | Path | pb.Item
+__all__ = [
+    "DEFAULT_MESSAGE_BYTES",
+    "AsyncCrossModalClient",
+    "CrossModalClient",
+    "ItemLike",
+    "Security",
+    "image_item",
+    "make_item",
+    "text_item",
+]
+
 DEFAULT_MESSAGE_BYTES = 64 * 1024 * 1024
-
-
-def text_item(text: str) -> pb.Item:
-    return pb.Item(text=text)
-
-
-def image_item(image: bytes | Path | str) -> pb.Item:
-    """An image item from encoded bytes or a file path."""
-    data = image if isinstance(image, bytes) else Path(image).read_bytes()
-    return pb.Item(image=data)
-
-
-def make_item(value: ItemLike) -> pb.Item:
-    if isinstance(value, pb.Item):
-        return value
-    if isinstance(value, str):
-        return text_item(value)
-    if isinstance(value, bytes | Path):
-        return image_item(value)
-    raise TypeError(f"cannot make an item of {type(value).__name__}; use str, bytes, Path or Item")
-
-
-def _items(values: Iterable[ItemLike]) -> list[pb.Item]:
-    return [make_item(v) for v in values]
-
-
-def _spec(model: str, version: int) -> pb.ModelSpec:
-    return pb.ModelSpec(name=model, version=version)
-
-
-def _channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    return [
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
-    ]
-
-
-class _Requests:
-    """Builds request messages; shared by the blocking and the asyncio client."""
-
-    @staticmethod
-    def encode(items, model, version) -> pb.EncodeRequest:
-        return pb.EncodeRequest(model=_spec(model, version), items=_items(items))
-
-    @staticmethod
-    def compare(queries, candidates, model, version) -> pb.CompareRequest:
-        return pb.CompareRequest(
-            model=_spec(model, version), queries=_items(queries), candidates=_items(candidates)
-        )
-
-    @staticmethod
-    def classify(items, labels, prompt_template, top_k, model, version) -> pb.ClassifyRequest:
-        return pb.ClassifyRequest(
-            model=_spec(model, version),
-            items=_items(items),
-            labels=list(labels),
-            prompt_template=prompt_template,
-            top_k=top_k,
-        )
-
-    @staticmethod
-    def translate(texts, num_beams, num_hypotheses, max_length, length_penalty, model, version):
-        return pb.TranslateRequest(
-            model=_spec(model, version),
-            texts=list(texts),
-            num_beams=num_beams,
-            num_hypotheses=num_hypotheses,
-            max_length=max_length,
-            length_penalty=length_penalty,
-        )
-
-    @staticmethod
-    def index(collection, items, ids, metadata, model, version, skip_existing) -> pb.IndexRequest:
-        items, ids = list(items), list(ids)
-        metadata = [{} for _ in ids] if metadata is None else list(metadata)
-        # A silent zip would index items under the wrong ids; refuse before anything is sent.
-        if not len(items) == len(ids) == len(metadata):
-            raise ValueError(
-                f"index: {len(items)} items, {len(ids)} ids and {len(metadata)} metadata entries; "
-                "give one id (and one metadata mapping, when given) per item"
-            )
-        return pb.IndexRequest(
-            collection=collection,
-            items=[
-                pb.IndexItem(id=i, item=make_item(item), metadata=_strings(meta))
-                for item, i, meta in zip(items, ids, metadata, strict=True)
-            ],
-            model=_spec(model, version),
-            skip_existing=skip_existing,
-        )
-
-    @staticmethod
-    def search(collection, query, top_k, modality, model, version) -> pb.SearchRequest:
-        return pb.SearchRequest(
-            collection=collection,
-            query=make_item(query),
-            top_k=top_k,
-            modality=modality,
-            model=_spec(model, version),
-        )
-
-    @staticmethod
-    def delete(collection, ids, drop_collection) -> pb.DeleteRequest:
-        return pb.DeleteRequest(collection=collection, ids=list(ids), drop_collection=drop_collection)
-
-
-def _strings(metadata: Mapping[str, object] | None) -> dict[str, str]:
-    """Metadata values travel as strings (proto map<string, string>); numbers are converted for the caller."""
-    return {str(key): str(value) for key, value in (metadata or {}).items()}
 
 
 @dataclass(frozen=True)
@@ -149,7 +58,79 @@ class Security:
         return grpc.ssl_channel_credentials(self.root_certificates, self.private_key, self.certificate_chain)
 
 
-class CrossModalClient:
+def _open_channel(transport: ModuleType, target: str, security: Security, max_message_bytes: int):
+    """A channel from `transport`: `grpc` (blocking) or `grpc.aio`, which take the same arguments."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    if security.uses_tls:
+        return transport.secure_channel(target, security.credentials(), options=options)
+    return transport.insecure_channel(target, options=options)
+
+
+def _named_after(build: Callable[..., Call], method: Callable, owner: type) -> Callable:
+    """`method` shows its builder's name, docstring and parameters (after `self`) to help() and inspect,
+    and the builder's response type as what it returns."""
+    signature = inspect.signature(build, eval_str=True)
+    (response,) = get_args(signature.return_annotation)
+    receiver = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    method.__name__ = build.__name__
+    method.__qualname__ = f"{owner.__qualname__}.{build.__name__}"
+    method.__module__ = owner.__module__
+    method.__doc__ = build.__doc__
+    method.__signature__ = signature.replace(
+        parameters=[receiver, *signature.parameters.values()], return_annotation=response
+    )
+    return method
+
+
+class _RpcMethod:
+    """A client method written once, as its request builder in `crossmodal.calls`; each client class makes it
+    its own kind of method (`_method_from`: blocking, or a coroutine function)."""
+
+    def __init__(self, build: Callable[..., Call]) -> None:
+        self._build = build
+        self._methods: dict[type, Callable] = {}
+
+    def __get__(self, instance: object, owner: type) -> Callable:
+        method = self._methods.get(owner)
+        if method is None:
+            method_from = getattr(owner, "_method_from", None)
+            if method_from is None:  # the shared base class has no calls to make
+                return self
+            method = self._methods[owner] = _named_after(self._build, method_from(self._build), owner)
+        return method if instance is None else MethodType(method, instance)
+
+
+class _Client:
+    """What both clients share: the stub over their channel, the deadline and metadata of every call, and
+    one method per RPC. A client class says how its methods wait for a call: `_method_from(build)`."""
+
+    def __init__(self, channel: Any, security: Security, timeout: float | None) -> None:
+        self._channel = channel
+        self._stub = pb_grpc.CrossModalStub(channel)
+        self._metadata = security.metadata()
+        self.timeout = timeout
+
+    def _start(self, call: Call) -> Any:
+        """Makes `call` on the stub: the response (blocking channel) or an awaitable of it (grpc.aio)."""
+        return getattr(self._stub, call.rpc)(call.request, timeout=self.timeout, metadata=self._metadata)
+
+    encode = _RpcMethod(calls.encode)
+    compare = _RpcMethod(calls.compare)
+    classify = _RpcMethod(calls.classify)
+    translate = _RpcMethod(calls.translate)
+    repository_index = _RpcMethod(calls.repository_index)
+    load_model = _RpcMethod(calls.load_model)
+    unload_model = _RpcMethod(calls.unload_model)
+    index = _RpcMethod(calls.index)
+    search = _RpcMethod(calls.search)
+    delete = _RpcMethod(calls.delete)
+    list_collections = _RpcMethod(calls.list_collections)
+
+
+class CrossModalClient(_Client):
     """Blocking client. Use as a context manager, or call close()."""
 
     def __init__(
@@ -161,17 +142,9 @@ class CrossModalClient:
         security: Security | None = None,
     ) -> None:
         security = security or Security()
-        options = _channel_options(max_message_bytes)
         if channel is None:
-            channel = (
-                grpc.secure_channel(target, security.credentials(), options=options)
-                if security.uses_tls
-                else grpc.insecure_channel(target, options=options)
-            )
-        self._channel = channel
-        self._stub = pb_grpc.CrossModalStub(self._channel)
-        self._metadata = security.metadata()
-        self.timeout = timeout
+            channel = _open_channel(grpc, target, security, max_message_bytes)
+        super().__init__(channel, security, timeout)
 
     def __enter__(self) -> CrossModalClient:
         return self
@@ -183,103 +156,20 @@ class CrossModalClient:
         self._channel.close()
 
     def wait_until_ready(self, timeout: float = 30.0) -> None:
+        """Returns once the channel is connected; raises grpc.FutureTimeoutError after `timeout` seconds."""
         grpc.channel_ready_future(self._channel).result(timeout=timeout)
 
-    def encode(self, items: Sequence[ItemLike], model: str = "", version: int = 0) -> pb.EncodeResponse:
-        return self._stub.Encode(
-            _Requests.encode(items, model, version), timeout=self.timeout, metadata=self._metadata
-        )
+    @staticmethod
+    def _method_from(build: Callable[..., Call]) -> Callable:
+        def method(self: CrossModalClient, *args, **kwargs):
+            return self._start(build(*args, **kwargs))
 
-    def compare(
-        self, queries: Sequence[ItemLike], candidates: Sequence[ItemLike], model: str = "", version: int = 0
-    ) -> pb.CompareResponse:
-        return self._stub.Compare(
-            _Requests.compare(queries, candidates, model, version),
-            timeout=self.timeout,
-            metadata=self._metadata,
-        )
-
-    def classify(
-        self,
-        items: Sequence[ItemLike],
-        labels: Sequence[str],
-        prompt_template: str = "",
-        top_k: int = 0,
-        model: str = "",
-        version: int = 0,
-    ) -> pb.ClassifyResponse:
-        request = _Requests.classify(items, labels, prompt_template, top_k, model, version)
-        return self._stub.Classify(request, timeout=self.timeout, metadata=self._metadata)
-
-    def translate(
-        self,
-        texts: Sequence[str],
-        num_beams: int = 0,
-        num_hypotheses: int = 0,
-        max_length: int = 0,
-        length_penalty: float = 0.0,
-        model: str = "",
-        version: int = 0,
-    ) -> pb.TranslateResponse:
-        request = _Requests.translate(
-            texts, num_beams, num_hypotheses, max_length, length_penalty, model, version
-        )
-        return self._stub.Translate(request, timeout=self.timeout, metadata=self._metadata)
-
-    def repository_index(self, ready_only: bool = False) -> pb.RepositoryIndexResponse:
-        request = pb.RepositoryIndexRequest(ready_only=ready_only)
-        return self._stub.RepositoryIndex(request, timeout=self.timeout, metadata=self._metadata)
-
-    def load_model(self, name: str) -> pb.LoadModelResponse:
-        request = pb.LoadModelRequest(name=name)
-        return self._stub.LoadModel(request, timeout=self.timeout, metadata=self._metadata)
-
-    def unload_model(self, name: str) -> pb.UnloadModelResponse:
-        request = pb.UnloadModelRequest(name=name)
-        return self._stub.UnloadModel(request, timeout=self.timeout, metadata=self._metadata)
-
-    def index(
-        self,
-        collection: str,
-        items: Sequence[ItemLike],
-        ids: Sequence[str],
-        metadata: Sequence[Mapping[str, object]] | None = None,
-        model: str = "",
-        version: int = 0,
-        skip_existing: bool = False,
-    ) -> pb.IndexResponse:
-        """Adds items under the caller's ids (one metadata mapping per item, values sent as strings).
-
-        Items that fail alone (e.g. a corrupt image) come back in `errors`; the others are indexed."""
-        request = _Requests.index(collection, items, ids, metadata, model, version, skip_existing)
-        return self._stub.Index(request, timeout=self.timeout, metadata=self._metadata)
-
-    def search(
-        self,
-        collection: str,
-        query: ItemLike,
-        top_k: int = 10,
-        modality: str = "",
-        model: str = "",
-        version: int = 0,
-    ) -> pb.SearchResponse:
-        """The `top_k` items nearest to `query`; `modality` "image" or "text" keeps only that kind."""
-        request = _Requests.search(collection, query, top_k, modality, model, version)
-        return self._stub.Search(request, timeout=self.timeout, metadata=self._metadata)
-
-    def delete(
-        self, collection: str, ids: Sequence[str] = (), drop_collection: bool = False
-    ) -> pb.DeleteResponse:
-        request = _Requests.delete(collection, ids, drop_collection)
-        return self._stub.Delete(request, timeout=self.timeout, metadata=self._metadata)
-
-    def list_collections(self) -> pb.ListCollectionsResponse:
-        request = pb.ListCollectionsRequest()
-        return self._stub.ListCollections(request, timeout=self.timeout, metadata=self._metadata)
+        return method
 
 
-class AsyncCrossModalClient:
-    """asyncio client (grpc.aio). Use with `async with`, or await close()."""
+class AsyncCrossModalClient(_Client):
+    """asyncio client (grpc.aio): the blocking client's methods as coroutines. Use with `async with`, or
+    await close()."""
 
     def __init__(
         self,
@@ -289,15 +179,7 @@ class AsyncCrossModalClient:
         security: Security | None = None,
     ) -> None:
         security = security or Security()
-        options = _channel_options(max_message_bytes)
-        self._channel = (
-            grpc.aio.secure_channel(target, security.credentials(), options=options)
-            if security.uses_tls
-            else grpc.aio.insecure_channel(target, options=options)
-        )
-        self._stub = pb_grpc.CrossModalStub(self._channel)
-        self._metadata = security.metadata()
-        self.timeout = timeout
+        super().__init__(_open_channel(grpc.aio, target, security, max_message_bytes), security, timeout)
 
     async def __aenter__(self) -> AsyncCrossModalClient:
         return self
@@ -308,79 +190,17 @@ class AsyncCrossModalClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def encode(self, items: Sequence[ItemLike], model: str = "", version: int = 0) -> pb.EncodeResponse:
-        return await self._stub.Encode(
-            _Requests.encode(items, model, version), timeout=self.timeout, metadata=self._metadata
-        )
+    async def wait_until_ready(self, timeout: float = 30.0) -> None:
+        """Returns once the channel is connected; raises grpc.FutureTimeoutError after `timeout` seconds,
+        as the blocking client does."""
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), timeout)
+        except TimeoutError as timed_out:
+            raise grpc.FutureTimeoutError(f"channel not ready within {timeout} s") from timed_out
 
-    async def compare(
-        self, queries: Sequence[ItemLike], candidates: Sequence[ItemLike], model: str = "", version: int = 0
-    ) -> pb.CompareResponse:
-        request = _Requests.compare(queries, candidates, model, version)
-        return await self._stub.Compare(request, timeout=self.timeout, metadata=self._metadata)
+    @staticmethod
+    def _method_from(build: Callable[..., Call]) -> Callable:
+        async def method(self: AsyncCrossModalClient, *args, **kwargs):
+            return await self._start(build(*args, **kwargs))
 
-    async def classify(
-        self,
-        items: Sequence[ItemLike],
-        labels: Sequence[str],
-        prompt_template: str = "",
-        top_k: int = 0,
-        model: str = "",
-        version: int = 0,
-    ) -> pb.ClassifyResponse:
-        request = _Requests.classify(items, labels, prompt_template, top_k, model, version)
-        return await self._stub.Classify(request, timeout=self.timeout, metadata=self._metadata)
-
-    async def translate(
-        self,
-        texts: Sequence[str],
-        num_beams: int = 0,
-        num_hypotheses: int = 0,
-        max_length: int = 0,
-        length_penalty: float = 0.0,
-        model: str = "",
-        version: int = 0,
-    ) -> pb.TranslateResponse:
-        request = _Requests.translate(
-            texts, num_beams, num_hypotheses, max_length, length_penalty, model, version
-        )
-        return await self._stub.Translate(request, timeout=self.timeout, metadata=self._metadata)
-
-    async def repository_index(self, ready_only: bool = False) -> pb.RepositoryIndexResponse:
-        request = pb.RepositoryIndexRequest(ready_only=ready_only)
-        return await self._stub.RepositoryIndex(request, timeout=self.timeout, metadata=self._metadata)
-
-    async def index(
-        self,
-        collection: str,
-        items: Sequence[ItemLike],
-        ids: Sequence[str],
-        metadata: Sequence[Mapping[str, object]] | None = None,
-        model: str = "",
-        version: int = 0,
-        skip_existing: bool = False,
-    ) -> pb.IndexResponse:
-        request = _Requests.index(collection, items, ids, metadata, model, version, skip_existing)
-        return await self._stub.Index(request, timeout=self.timeout, metadata=self._metadata)
-
-    async def search(
-        self,
-        collection: str,
-        query: ItemLike,
-        top_k: int = 10,
-        modality: str = "",
-        model: str = "",
-        version: int = 0,
-    ) -> pb.SearchResponse:
-        request = _Requests.search(collection, query, top_k, modality, model, version)
-        return await self._stub.Search(request, timeout=self.timeout, metadata=self._metadata)
-
-    async def delete(
-        self, collection: str, ids: Sequence[str] = (), drop_collection: bool = False
-    ) -> pb.DeleteResponse:
-        request = _Requests.delete(collection, ids, drop_collection)
-        return await self._stub.Delete(request, timeout=self.timeout, metadata=self._metadata)
-
-    async def list_collections(self) -> pb.ListCollectionsResponse:
-        request = pb.ListCollectionsRequest()
-        return await self._stub.ListCollections(request, timeout=self.timeout, metadata=self._metadata)
+        return method
