@@ -111,6 +111,26 @@ class Backend(ABC):
         if self.failed is None:
             self.failed = reason
 
+    def unrecoverable(self, error: BaseException) -> str | None:
+        """Why an error of a run means the version can never run again; None for errors of one batch
+        (bad input, a cancelled run). Backends whose runtime reports such failures override it."""
+        return None
+
+    def guarded(self, run_batch: Callable[[Sequence], Sequence]) -> Callable[[Sequence], Sequence]:
+        """`run_batch` as the batcher should call it: an unrecoverable error marks the version failed
+        (and still fails the batch it happened in)."""
+
+        def run(items: Sequence) -> Sequence:
+            try:
+                return run_batch(items)
+            except Exception as error:
+                reason = self.unrecoverable(error)
+                if reason is not None:
+                    self.mark_failed(reason)
+                raise
+
+        return run
+
 
 class ImageEmbedder(Protocol):
     """Capability EMBED_IMAGES: decoded images -> L2-normalised vectors."""

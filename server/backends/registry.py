@@ -1,9 +1,9 @@
-"""The one place that maps a config's `model_type` parameter to the backend class that serves it."""
+"""The one table from a config's `model_type` parameter to the backend class that serves it, and the one
+factory that builds and warms a version. A new kind of model is one module and one line in BACKENDS."""
 
 from __future__ import annotations
 
-from crossmodal.v1 import model_config_pb2 as mc
-from server.backends.base import ServedModel
+from server.backends.base import Backend
 from server.backends.clip.text import ClipTextModel
 from server.backends.clip.vision import ClipVisionModel
 from server.backends.marian.model import MarianModel
@@ -12,14 +12,16 @@ from server.backends.onnx.session import SessionFactory
 from server.core.errors import ModelLoadError
 from server.repository.model_config import parameter
 
-BACKENDS: dict[str, type[ServedModel]] = {
+BACKENDS: dict[str, type[Backend]] = {
     ClipVisionModel.model_type: ClipVisionModel,
     ClipTextModel.model_type: ClipTextModel,
     MarianModel.model_type: MarianModel,
 }
 
 
-def backend_class(config: mc.ModelConfig) -> type[ServedModel]:
+def backend_class(source: ModelSource) -> type[Backend]:
+    """The class for the config's model_type; refused with the known kinds when there is none."""
+    config = source.config
     model_type = parameter(config, "model_type")
     if model_type is None:
         raise ModelLoadError(
@@ -33,10 +35,10 @@ def backend_class(config: mc.ModelConfig) -> type[ServedModel]:
     return BACKENDS[model_type]
 
 
-def build_model(source: ModelSource, factory: SessionFactory) -> ServedModel:
+def build_backend(source: ModelSource, factory: SessionFactory) -> Backend:
     """Loads one version and warms it up; only a warmed model is ever reported ready."""
     try:
-        model = backend_class(source.config)(source, factory)
+        model = backend_class(source)(source, factory)
     except ModelLoadError:
         raise
     except Exception as error:  # odd files (a null in a JSON, a bad number) are load failures with a reason

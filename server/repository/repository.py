@@ -20,10 +20,10 @@ from enum import StrEnum
 from pathlib import Path
 
 from crossmodal.v1 import model_config_pb2 as mc
-from server.backends.base import ServedModel
+from server.backends.base import Backend
 from server.backends.onnx.model import ModelSource
 from server.backends.onnx.session import SessionFactory
-from server.backends.registry import build_model
+from server.backends.registry import build_backend
 from server.batching.batcher import BatchObserver
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
 from server.core.errors import InvalidInput, ModelLoadError, ModelNotFound, ModelNotReady
@@ -50,7 +50,7 @@ class VersionStatus:
     version: int  # 0 when the model failed before any version could be read
     state: State
     reason: str = ""
-    model: ServedModel | None = None
+    model: Backend | None = None
     leases: int = 0  # calls holding it now
     leaving: bool = False  # no longer wanted; unloads as soon as no pipeline needs it
 
@@ -179,10 +179,13 @@ class ModelRepository:
     def _load_version(self, source: ModelSource) -> None:
         name, version = source.name, source.version
         serving = self._status(name, version)
+        if serving is not None and serving.state is State.UNAVAILABLE and serving.model is not None:
+            self._retire(serving)  # the load that failed while serving closes once its calls finish
+            serving = None
         if serving is None or serving.state is not State.READY:
             self._put(VersionStatus(name, version, State.LOADING))
         try:
-            model = build_model(source, self._factory)
+            model = build_backend(source, self._factory)
         except ModelLoadError as error:
             log.error("model %s version %d failed to load: %s", name, version, error)
             if serving is not None and serving.state is State.READY:
@@ -206,6 +209,7 @@ class ModelRepository:
     def _unload_leavers(self) -> None:
         idle: list[VersionStatus] = []
         with self._lock:
+            self._settle_failures()
             for name, versions in self._versions.items():
                 for status in list(versions.values()):
                     if not status.leaving:
@@ -241,11 +245,17 @@ class ModelRepository:
                 return True
         return False
 
+    def _retire(self, status: VersionStatus) -> None:
+        idle: list[VersionStatus] = []
+        self._start_unloading(status, idle)
+        self._close_all(idle)
+
     def _start_unloading(self, status: VersionStatus, idle: list[VersionStatus]) -> None:
         """Takes `status` out of selection; when no call holds it, it joins `idle`, which the caller closes
-        after releasing the table lock (closing joins the batcher's threads, which may still finish a run)."""
+        after releasing the table lock (closing joins the batcher's threads, which may still finish a run).
+        A version that failed while serving still has its model to close."""
         with self._lock:
-            if status.state is not State.READY:
+            if status.model is None or status.state not in (State.READY, State.UNAVAILABLE):
                 return
             status.state, status.reason = State.UNLOADING, "being replaced or removed"
             self._unloading.append(status)
@@ -293,7 +303,19 @@ class ModelRepository:
 
     def _status(self, name: str, version: int) -> VersionStatus | None:
         with self._lock:
+            self._settle_failures()
             return self._versions.get(name, {}).get(version)
+
+    def _settle_failures(self) -> None:
+        """Ready versions whose backend failed beyond repair (mark_failed) serve no more: UNAVAILABLE,
+        with the reason. Looked at on every lookup, so no batch thread ever takes the table lock."""
+        with self._lock:
+            for versions in self._versions.values():
+                for status in versions.values():
+                    failed = status.model.failed if status.model is not None else None
+                    if status.state is State.READY and failed:
+                        status.state, status.reason = State.UNAVAILABLE, f"failed while serving: {failed}"
+                        log.error("model %s version %d: UNAVAILABLE: %s", status.name, status.version, failed)
 
     # -- serving -----------------------------------------------------------------------------------------
 
@@ -337,13 +359,15 @@ class ModelRepository:
 
     def ready_versions(self, name: str) -> list[int]:
         with self._lock:
+            self._settle_failures()
             if name not in self._versions:
                 raise ModelNotFound(f"no model named '{name}' in the repository")
             return sorted(v for v, s in self._versions[name].items() if s.state is State.READY)
 
-    def model(self, name: str, version: int) -> ServedModel:
+    def model(self, name: str, version: int) -> Backend:
         """A ready version (0 = the newest ready one), leased to the current call scope if any."""
         with self._lock:
+            self._settle_failures()
             versions = self._versions.get(name)
             if versions is None:
                 raise ModelNotFound(f"no model named '{name}' in the repository")
@@ -371,6 +395,7 @@ class ModelRepository:
 
     def index(self) -> list[VersionStatus]:
         with self._lock:
+            self._settle_failures()
             current = [s for name in sorted(self._versions) for _, s in sorted(self._versions[name].items())]
             return current + list(self._unloading)
 

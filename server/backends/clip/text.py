@@ -37,7 +37,7 @@ class ClipTextModel(OnnxModel):
                 f"model '{self.name}': the ONNX graph has no 'input_ids' input ({self.input_names})"
             )
         settings = source.batch_settings(DEFAULT_MAX_BATCH)
-        self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self._run, settings)
+        self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self.guarded(self._run), settings)
 
     def signature(self) -> Signature:
         return Signature(

@@ -27,7 +27,7 @@ class ClipVisionModel(OnnxModel):
         self.logit_scale = self.float_setting("logit_scale")
         self.pixels_input = self.input_names[0]
         settings = source.batch_settings(DEFAULT_MAX_BATCH)
-        self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self._run, settings)
+        self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self.guarded(self._run), settings)
 
     def signature(self) -> Signature:
         height, width = self.preprocessor.output_size

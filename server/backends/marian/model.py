@@ -14,6 +14,7 @@ from server.backends.marian.beam_search import BeamSearch, SearchSettings
 from server.backends.marian.decoder import MarianGraphs, MarianStepDecoder
 from server.backends.marian.generation import GenerationDefaults, search_settings
 from server.backends.marian.tokenizer import MarianTokenizer
+from server.backends.onnx.failures import unrecoverable
 from server.backends.onnx.model import ModelSource
 from server.backends.onnx.session import SessionFactory
 from server.batching.batch_run import abandoned_items
@@ -67,7 +68,7 @@ class MarianModel(Backend):
         )
         self.graphs, self._provider = self._open_graphs(source, factory)
         settings = source.batch_settings(DEFAULT_SENTENCES_PER_BATCH)
-        self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self._run, settings)
+        self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self.guarded(self._run), settings)
 
     @staticmethod
     def _open_graphs(source: ModelSource, factory: SessionFactory) -> tuple[MarianGraphs, str]:
@@ -97,6 +98,9 @@ class MarianModel(Backend):
 
     def signature(self) -> Signature:
         return SIGNATURE
+
+    def unrecoverable(self, error: BaseException) -> str | None:
+        return unrecoverable(error)
 
     def check_options(self, options: TranslateOptions) -> None:
         """Raises InvalidInput naming a bad option, before any text is prepared for translating."""

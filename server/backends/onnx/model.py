@@ -9,6 +9,7 @@ import numpy as np
 
 from crossmodal.v1 import model_config_pb2 as mc
 from server.backends.base import Backend
+from server.backends.onnx.failures import unrecoverable
 from server.backends.onnx.session import LoadedSession, SessionFactory
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS, BatchSettings
 from server.core.errors import ModelLoadError
@@ -36,6 +37,9 @@ class OnnxModel(Backend):
 
     platform = "onnxruntime_onnx"
 
+    def unrecoverable(self, error: BaseException) -> str | None:
+        return unrecoverable(error)
+
     def __init__(self, source: ModelSource, loaded: LoadedSession) -> None:
         self.name = source.name
         self.version = source.version
@@ -44,14 +48,14 @@ class OnnxModel(Backend):
         self.session = loaded.session
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
+        self.embedding_dim = self._embedding_dim()  # known after close too: a closed model refuses work
 
     @staticmethod
     def open_session(source: ModelSource, factory: SessionFactory) -> LoadedSession:
         filename = source.config.default_model_filename or "model.onnx"
         return factory.create(source.directory / filename, source.config)
 
-    @property
-    def embedding_dim(self) -> int:
+    def _embedding_dim(self) -> int:
         """Size of the output vectors: the graph's static output shape, else the exporter's metadata."""
         size = self.session.get_outputs()[0].shape[-1]
         return size if isinstance(size, int) else int(self.float_setting("embedding_dim"))
