@@ -154,5 +154,6 @@ def test_a_config_without_a_known_model_type_is_refused_with_the_known_kinds(tmp
 def repository_source(root, name):
     from server.backends.onnx.model import ModelSource
     from server.repository.model_config import load_model_config
+    from server.repository.specs import model_spec
 
-    return ModelSource(name, 1, root / name / "1", load_model_config(root / name))
+    return ModelSource(name, 1, root / name / "1", model_spec(load_model_config(root / name)))

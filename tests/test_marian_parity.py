@@ -16,6 +16,7 @@ from server.backends.onnx.model import ModelSource
 from server.backends.onnx.session import SessionFactory
 from server.core.types import TranslateOptions
 from server.repository.model_config import load_model_config
+from server.repository.specs import model_spec
 from tools.build_tiny_marian import chinese_corpus
 
 SCORE_TOLERANCE = 1e-4
@@ -36,7 +37,8 @@ def load_translator(repository, layout: str) -> MarianModel:
     directory = repository / "opus_mt_zh_en"
     config = load_model_config(directory)
     config.parameters["decoder_layout"].string_value = layout
-    return MarianModel(ModelSource("opus_mt_zh_en", 1, directory / "1", config), SessionFactory())
+    spec = model_spec(config)
+    return MarianModel(ModelSource("opus_mt_zh_en", 1, directory / "1", spec), SessionFactory())
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from server.backends.marian.model import MarianModel
 from server.backends.onnx.model import ModelSource
 from server.backends.onnx.session import SessionFactory
 from server.core.errors import ModelLoadError
-from server.repository.model_config import parameter
 
 BACKENDS: dict[str, type[Backend]] = {
     ClipVisionModel.model_type: ClipVisionModel,
@@ -21,17 +20,14 @@ BACKENDS: dict[str, type[Backend]] = {
 
 def backend_class(source: ModelSource) -> type[Backend]:
     """The class for the config's model_type; refused with the known kinds when there is none."""
-    config = source.config
-    model_type = parameter(config, "model_type")
+    name, model_type = source.spec.name, source.spec.parameters.get("model_type")
     if model_type is None:
         raise ModelLoadError(
-            f"model '{config.name}': config.pbtxt needs parameters {{ key: \"model_type\" ... }} "
+            f"model '{name}': config.pbtxt needs parameters {{ key: \"model_type\" ... }} "
             f"naming one of {sorted(BACKENDS)}"
         )
     if model_type not in BACKENDS:
-        raise ModelLoadError(
-            f"model '{config.name}': unknown model_type '{model_type}' (known: {sorted(BACKENDS)})"
-        )
+        raise ModelLoadError(f"model '{name}': unknown model_type '{model_type}' (known: {sorted(BACKENDS)})")
     return BACKENDS[model_type]
 
 

@@ -1,16 +1,26 @@
-"""How one model's batcher forms batches, from config.pbtxt `max_batch_size`, `dynamic_batching` and
-`instance_group`. Parsed here at the edge; the batcher only sees the frozen settings."""
+"""How one model's batcher forms batches, from its spec's `max_batch_size`, `dynamic_batching` and
+instance count (server/repository/specs.py parses config.pbtxt); the batcher only sees the frozen settings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from crossmodal.v1 import model_config_pb2 as mc
-from server.core.errors import ModelLoadError
+if TYPE_CHECKING:
+    from crossmodal.v1 import model_config_pb2 as mc
 
 # Triton's max_queue_size 0 means "unbounded"; an inference server that grows memory under overload is
 # worse than one that says RESOURCE_EXHAUSTED, so 0 gets a bound (in queued items): --max-queue-items.
 DEFAULT_MAX_QUEUE_ITEMS = 4096
+
+
+@dataclass(frozen=True)
+class DynamicBatching:
+    """config.pbtxt `dynamic_batching`, as written."""
+
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_s: float = 0.0
+    max_queue_size: int = 0  # 0: the server's bound (--max-queue-items)
 
 
 @dataclass(frozen=True)
@@ -50,24 +60,32 @@ class BatchSettings:
         return max(fitting) if fitting else size
 
     @classmethod
+    def for_model(
+        cls,
+        max_batch_size: int,
+        batching: DynamicBatching | None,
+        workers: int,
+        max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS,
+    ) -> BatchSettings:
+        """Raises ValueError for settings that cannot work."""
+        if batching is None:
+            return cls(max_batch_size, join_requests=False, max_queue_items=max_queue_items, workers=workers)
+        return cls(
+            max_batch_size=max_batch_size,
+            preferred_batch_sizes=batching.preferred_batch_sizes,
+            max_queue_delay_s=batching.max_queue_delay_s,
+            max_queue_items=batching.max_queue_size or max_queue_items,
+            workers=workers,
+        )
+
+    @classmethod
     def from_config(
         cls,
         config: mc.ModelConfig,
         default_max_batch_size: int,
         max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS,
     ) -> BatchSettings:
-        workers = sum(group.count or 1 for group in config.instance_group) or 1
-        max_batch = config.max_batch_size or default_max_batch_size
-        try:
-            if not config.HasField("dynamic_batching"):
-                return cls(max_batch, join_requests=False, max_queue_items=max_queue_items, workers=workers)
-            batching = config.dynamic_batching
-            return cls(
-                max_batch_size=max_batch,
-                preferred_batch_sizes=tuple(sorted(set(batching.preferred_batch_size))),
-                max_queue_delay_s=batching.max_queue_delay_microseconds / 1e6,
-                max_queue_items=batching.default_queue_policy.max_queue_size or max_queue_items,
-                workers=workers,
-            )
-        except ValueError as error:
-            raise ModelLoadError(f"model '{config.name}': bad batching settings: {error}") from error
+        """For callers that hold a raw config rather than its spec."""
+        from server.repository.specs import model_spec  # the spec is parsed above this layer
+
+        return model_spec(config).batch_settings(default_max_batch_size, max_queue_items)

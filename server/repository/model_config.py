@@ -12,7 +12,8 @@ from server.core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-ONNX_PLATFORMS = {"onnxruntime_onnx"}
+ONNX_PLATFORM = "onnxruntime_onnx"
+ONNX_PLATFORMS = {ONNX_PLATFORM}
 ONNX_BACKENDS = {"onnxruntime"}
 PIPELINE_PLATFORM = "crossmodal_pipeline"
 
@@ -47,7 +48,7 @@ def load_model_config(model_dir: Path) -> mc.ModelConfig:
     if not is_pipeline(config) and not is_onnx(config):
         raise ModelLoadError(
             f"{path}: unsupported platform '{config.platform}' / backend '{config.backend}' "
-            f"(supported: onnxruntime_onnx, {PIPELINE_PLATFORM})"
+            f"(supported: {ONNX_PLATFORM}, {PIPELINE_PLATFORM})"
         )
     if config.max_batch_size < 0:
         raise ModelLoadError(f"{path}: max_batch_size must not be negative")

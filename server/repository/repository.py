@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -27,8 +27,10 @@ from server.backends.registry import build_backend
 from server.batching.batcher import BatchObserver
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
 from server.core.errors import InvalidInput, ModelLoadError, ModelNotFound, ModelNotReady
+from server.pipelines.kinds import PIPELINE_KINDS, PipelineKind
 from server.repository.fingerprint import Fingerprint, fingerprint
-from server.repository.model_config import is_pipeline, load_model_config, parameter
+from server.repository.model_config import load_model_config
+from server.repository.specs import PipelineSpec, spec_of
 from server.repository.versions import discover_versions, select_versions
 
 log = logging.getLogger(__name__)
@@ -75,15 +77,17 @@ class ModelRepository:
         factory: SessionFactory,
         batch_observer: Callable[[str, int], BatchObserver] | None = None,
         max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS,
+        pipeline_kinds: Mapping[str, PipelineKind] = PIPELINE_KINDS,
     ) -> None:
         self.root = Path(root).resolve()
+        self._pipeline_kinds = pipeline_kinds
         self._factory = factory
         self._batch_observer = batch_observer
         self._max_queue_items = max_queue_items
         self._lock = threading.RLock()  # the tables; held across a pipeline's lookups (consistent())
         self._changes = threading.Lock()  # one load / unload / poll at a time
         self._versions: dict[str, dict[int, VersionStatus]] = {}
-        self._pipelines: dict[str, mc.ModelConfig] = {}
+        self._pipelines: dict[str, PipelineSpec] = {}
         self._unloading: list[VersionStatus] = []
         self._seen: dict[str, Fingerprint] = {}
         self._closing = False  # set by close(): loads still running stop at the next model
@@ -132,11 +136,11 @@ class ModelRepository:
             now = fingerprint(model_dir)
             before, self._seen[name] = self._seen.get(name), now
             try:
-                config = load_model_config(model_dir)
-                if is_pipeline(config):
-                    self._set_pipeline(name, config)
+                spec = spec_of(load_model_config(model_dir), self._pipeline_kinds)
+                if isinstance(spec, PipelineSpec):
+                    self._set_pipeline(name, spec)
                     return []
-                wanted = select_versions(discover_versions(model_dir), config.version_policy, name)
+                wanted = select_versions(discover_versions(model_dir), spec.version_policy, name)
                 if not wanted:
                     raise ModelLoadError(
                         f"model '{name}': no version folders (positive integers) in {model_dir}"
@@ -149,7 +153,7 @@ class ModelRepository:
                 current = self._status(name, version)
                 if current is None or current.state is not State.READY or version in changed:
                     self._load_version(
-                        ModelSource(name, version, model_dir / str(version), config, self._max_queue_items)
+                        ModelSource(name, version, model_dir / str(version), spec, self._max_queue_items)
                     )
             with self._lock:
                 self._clear_model_failure(name)
@@ -233,15 +237,20 @@ class ModelRepository:
                 if s.state is State.READY and (keep_leaving or not s.leaving)
             }
 
-        for config in self._pipelines.values():
-            vision, text = parameter(config, "vision_model"), parameter(config, "text_model")
-            if status.name in (vision, text):
-                usable_now = ready(vision, True) & ready(text, True)
-                # Only a version the towers share can serve: keep it while no kept version is shared.
-                if status.version in usable_now and not ready(vision, False) & ready(text, False):
-                    return True
-            translator = parameter(config, "translator")
-            if status.name == translator and ready(translator, True) and not ready(translator, False):
+        def common(models: tuple[str, ...], keep_leaving: bool) -> set[int]:
+            return set.intersection(*(ready(model, keep_leaving) for model in models))
+
+        for spec in self._pipelines.values():
+            shared = spec.same_version
+            # Only a version all these parts share can serve: keep it while no kept version is shared.
+            if (
+                status.name in shared
+                and spec.complete
+                and status.version in common(shared, True)
+                and not common(shared, False)
+            ):
+                return True
+            if status.name in spec.any_version and ready(status.name, True) and not ready(status.name, False):
                 return True
         return False
 
@@ -276,15 +285,15 @@ class ModelRepository:
                 self._unloading.remove(status)
         log.info("model %s version %d: unloaded", status.name, status.version)
 
-    def _set_pipeline(self, name: str, config: mc.ModelConfig) -> None:
+    def _set_pipeline(self, name: str, spec: PipelineSpec) -> None:
         with self._lock:
-            self._pipelines[name] = config
+            self._pipelines[name] = spec
             # A pipeline has no versions of its own: a failure recorded for an earlier, broken config is
             # the only entry its name can have here, and it is stale now.
             self._clear_model_failure(name)
             if not self._versions.get(name, True):
                 del self._versions[name]
-        log.info("pipeline %s: %s", name, {k: v.string_value for k, v in config.parameters.items()})
+        log.info("pipeline %s: %s", name, dict(spec.parameters))
 
     def _model_failed(self, name: str, reason: str) -> None:
         log.error("model %s failed to load: %s", name, reason)
@@ -343,15 +352,19 @@ class ModelRepository:
         with self._lock:
             yield
 
-    def pipeline_config(self, name: str) -> mc.ModelConfig:
+    def pipeline_spec(self, name: str) -> PipelineSpec:
         with self._lock:
-            config = self._pipelines.get(name)
+            spec = self._pipelines.get(name)
             is_model = name in self._versions
             known = sorted(self._pipelines)
-        if config is None:
+        if spec is None:
             hint = "; it is a model, not a pipeline" if is_model else ""
             raise ModelNotFound(f"no pipeline named '{name}'{hint} (pipelines: {known})")
-        return config
+        return spec
+
+    def pipeline_config(self, name: str) -> mc.ModelConfig:
+        """The pipeline's config as written (KServe's ModelConfig shows it)."""
+        return self.pipeline_spec(name).proto
 
     def is_pipeline(self, name: str) -> bool:
         with self._lock:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from crossmodal.v1 import model_config_pb2 as mc
 from server.core.errors import ModelLoadError
+from server.repository.specs import VersionPolicy
 
 VERSION_FOLDER = re.compile(r"[1-9][0-9]{0,17}")  # ASCII digits only: str.isdigit() also takes '²'
 
@@ -20,20 +21,23 @@ def discover_versions(model_dir: Path) -> list[int]:
     return sorted(versions)
 
 
-def select_versions(available: list[int], policy: mc.ModelVersionPolicy, model: str) -> list[int]:
+def select_versions(
+    available: list[int], policy: VersionPolicy | mc.ModelVersionPolicy, model: str
+) -> list[int]:
     """The versions the policy serves, ascending. Default (no policy) is Triton's: the newest one."""
-    choice = policy.WhichOneof("policy_choice")
-    if choice == "all":
+    if isinstance(policy, mc.ModelVersionPolicy):  # a config read outside the repository (tools)
+        policy = VersionPolicy.from_proto(policy)
+    if policy.choice == "all":
         return list(available)
-    if choice == "specific":
-        wanted = sorted(set(policy.specific.versions))
+    if policy.choice == "specific":
+        wanted = sorted(set(policy.specific))
         missing = [v for v in wanted if v not in available]
         if missing:
             raise ModelLoadError(
                 f"model '{model}': version_policy names versions {missing} that have no folder"
             )
         return wanted
-    count = policy.latest.num_versions if choice == "latest" else 1
+    count = policy.latest
     if count < 1:
         raise ModelLoadError(f"model '{model}': version_policy latest num_versions must be at least 1")
     return available[-count:]

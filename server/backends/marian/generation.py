@@ -1,10 +1,10 @@
-"""Decoding defaults from `generation_config.json` and per-request overrides, checked."""
+"""Search settings: the model's defaults from `generation_config.json`, a request's overrides, checked."""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from server.backends.marian.beam_search import SearchSettings
@@ -28,42 +28,36 @@ UNSUPPORTED = {
 }
 
 
-@dataclass(frozen=True)
-class GenerationDefaults:
-    decoder_start_id: int
-    eos_id: int
-    pad_id: int
-    num_beams: int = 1
-    max_length: int = 20
-    length_penalty: float = 1.0
-    early_stopping: bool | str = False
-    bad_words: tuple[tuple[int, ...], ...] = ()
-    forced_eos_id: int | None = None
-    min_length: int = 0
-    renormalize: bool = False
+def read_generation_config(path: Path) -> dict:
+    """`generation_config.json` (absent: {}); settings this decoder does not implement are refused."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot read {path}: {error}") from error
+    unsupported = {k: config[k] for k, neutral in UNSUPPORTED.items() if config.get(k, neutral) != neutral}
+    if unsupported:
+        raise ModelLoadError(f"{path}: generation settings not supported by this decoder: {unsupported}")
+    return config
 
-    @classmethod
-    def from_file(cls, path: Path, pad_id: int, eos_id: int) -> GenerationDefaults:
-        try:
-            config = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        except (OSError, ValueError) as error:
-            raise ModelLoadError(f"cannot read {path}: {error}") from error
-        unsupported = {
-            k: config[k] for k, neutral in UNSUPPORTED.items() if config.get(k, neutral) != neutral
-        }
-        if unsupported:
-            raise ModelLoadError(f"{path}: generation settings not supported by this decoder: {unsupported}")
-        eos = config.get("eos_token_id", eos_id)
-        if isinstance(eos, list):
-            if len(eos) != 1:
-                raise ModelLoadError(f"{path}: several eos_token_id values are not supported: {eos}")
-            eos = eos[0]
-        return cls(
-            decoder_start_id=int(config.get("decoder_start_token_id", pad_id)),
-            eos_id=int(eos),
-            pad_id=int(config.get("pad_token_id", pad_id)),
+
+def decoder_start_id(config: dict, pad_id: int) -> int:
+    """The first decoder token: Marian starts from the pad token unless the config says otherwise."""
+    return int(config.get("decoder_start_token_id", pad_id))
+
+
+def default_settings(config: dict, eos_id: int, source: Path) -> SearchSettings:
+    """The model's own search settings (what a request of all zeros gets), from its generation config."""
+    eos = config.get("eos_token_id", eos_id)
+    if isinstance(eos, list):
+        if len(eos) != 1:
+            raise ModelLoadError(f"{source}: several eos_token_id values are not supported: {eos}")
+        eos = eos[0]
+    try:
+        return SearchSettings(
             num_beams=int(config.get("num_beams", 1)),
+            num_return=1,
             max_length=int(config.get("max_length", 20)),
+            eos_id=int(eos),
             length_penalty=float(config.get("length_penalty", 1.0)),
             early_stopping=config.get("early_stopping", False),
             bad_words=tuple(tuple(int(t) for t in words) for words in config.get("bad_words_ids") or ()),
@@ -71,15 +65,17 @@ class GenerationDefaults:
             min_length=int(config.get("min_length", 0)),
             renormalize=bool(config.get("renormalize_logits", False)),
         )
+    except ValueError as error:
+        raise ModelLoadError(f"{source}: {error}") from error
 
 
 DEFAULT_HYPOTHESES = 5
 
 
 def search_settings(
-    defaults: GenerationDefaults, options: TranslateOptions, max_positions: int
+    defaults: SearchSettings, options: TranslateOptions, max_positions: int
 ) -> SearchSettings:
-    """Merges defaults and request options; a bad option raises InvalidInput naming it."""
+    """The model's defaults with a request's options; a bad option raises InvalidInput naming it."""
     if options.num_beams < 0 or options.num_beams > MAX_BEAMS:
         raise InvalidInput(f"num_beams must be 0 (model default) or 1..{MAX_BEAMS}, got {options.num_beams}")
     if not 0 <= options.num_hypotheses <= MAX_BEAMS:
@@ -101,15 +97,11 @@ def search_settings(
         wanted = min(wanted, beams)
     else:
         beams = max(defaults.num_beams, wanted)
-    return SearchSettings(
+    return replace(
+        defaults,
         num_beams=beams,
         num_return=wanted,
         max_length=min(options.max_length or defaults.max_length, max_positions),
-        eos_id=defaults.eos_id,
         length_penalty=options.length_penalty or defaults.length_penalty,
         early_stopping=defaults.early_stopping if options.early_stopping is None else options.early_stopping,
-        bad_words=defaults.bad_words,
-        forced_eos_id=defaults.forced_eos_id,
-        min_length=defaults.min_length,
-        renormalize=defaults.renormalize,
     )

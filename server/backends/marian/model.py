@@ -12,7 +12,12 @@ import numpy as np
 from server.backends.base import Backend, Capability, Signature, TensorSpec, queued
 from server.backends.marian.beam_search import BeamSearch, SearchSettings
 from server.backends.marian.decoder import MarianGraphs, MarianStepDecoder
-from server.backends.marian.generation import GenerationDefaults, search_settings
+from server.backends.marian.generation import (
+    decoder_start_id,
+    default_settings,
+    read_generation_config,
+    search_settings,
+)
 from server.backends.marian.tokenizer import MarianTokenizer
 from server.backends.onnx.failures import unrecoverable
 from server.backends.onnx.model import ModelSource
@@ -24,7 +29,6 @@ from server.core.errors import ModelLoadError
 from server.core.pending import Pending
 from server.core.types import Hypothesis, TranslateOptions
 from server.pipelines import segmentation
-from server.repository.model_config import parameter
 
 DEFAULT_SENTENCES_PER_BATCH = 16
 SEPARATE = ("decoder_model.onnx", "decoder_with_past_model.onnx")
@@ -53,7 +57,8 @@ class MarianModel(Backend):
     capabilities = frozenset({Capability.TRANSLATE})
 
     def __init__(self, source: ModelSource, factory: SessionFactory) -> None:
-        self.name, self.version, self.config = source.name, source.version, source.config
+        self.name, self.version, self.spec = source.name, source.version, source.spec
+        self.config = source.spec.proto  # shown as written by KServe's ModelConfig
         directory = source.directory
         model_config = _read_json(directory / "config.json")
         tokenizer_config = _read_json(directory / "tokenizer_config.json")
@@ -63,9 +68,10 @@ class MarianModel(Backend):
             int(tokenizer_config.get("model_max_length", self.max_positions)), self.max_positions
         )
         self.tokenizer = MarianTokenizer(directory, max_source)
-        self.defaults = GenerationDefaults.from_file(
-            directory / "generation_config.json", self.tokenizer.pad_id, self.tokenizer.eos_id
-        )
+        generation_file = directory / "generation_config.json"
+        generation = read_generation_config(generation_file)
+        self.defaults = default_settings(generation, self.tokenizer.eos_id, generation_file)
+        self.decoder_start_id = decoder_start_id(generation, self.tokenizer.pad_id)
         self.graphs, self._provider = self._open_graphs(source, factory)
         settings = source.batch_settings(DEFAULT_SENTENCES_PER_BATCH)
         self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self.guarded(self._run), settings)
@@ -73,7 +79,7 @@ class MarianModel(Backend):
     @staticmethod
     def _open_graphs(source: ModelSource, factory: SessionFactory) -> tuple[MarianGraphs, str]:
         directory = source.directory
-        layout = parameter(source.config, "decoder_layout", "auto")
+        layout = source.spec.parameters.get("decoder_layout", "auto")
         if layout not in ("auto", "separate", "merged"):
             raise ModelLoadError(f"model '{source.name}': decoder_layout must be auto, separate or merged")
         separate = all((directory / f).is_file() for f in SEPARATE)
@@ -84,12 +90,12 @@ class MarianModel(Backend):
                 f"model '{source.name}' version {source.version}: needs encoder_model.onnx with "
                 f"{' + '.join(SEPARATE)} or {MERGED} in {directory}"
             )
-        encoder = factory.create(directory / "encoder_model.onnx", source.config)
+        encoder = factory.create(directory / "encoder_model.onnx", source.spec)
         if use_merged:
-            decoder = factory.create(directory / MERGED, source.config).session
+            decoder = factory.create(directory / MERGED, source.spec).session
             return MarianGraphs(encoder.session, decoder, decoder, merged=True), encoder.provider
-        first = factory.create(directory / SEPARATE[0], source.config).session
-        with_past = factory.create(directory / SEPARATE[1], source.config).session
+        first = factory.create(directory / SEPARATE[0], source.spec).session
+        with_past = factory.create(directory / SEPARATE[1], source.spec).session
         return MarianGraphs(encoder.session, first, with_past, merged=False), encoder.provider
 
     @property
@@ -137,8 +143,8 @@ class MarianModel(Backend):
         position = {item: sentence for sentence, item in enumerate(order)}
         input_ids, mask = self._pad([items[i][1] for i in order])
         check_cancelled("Marian encoder")
-        decoder = MarianStepDecoder(self.graphs, input_ids, mask, self.defaults.decoder_start_id)
-        search = BeamSearch(settings, self.defaults.decoder_start_id)
+        decoder = MarianStepDecoder(self.graphs, input_ids, mask, self.decoder_start_id)
+        search = BeamSearch(settings, self.decoder_start_id)
         results: list[list[Hypothesis]] = [[] for _ in items]
 
         def abandoned() -> list[int]:  # sentences of calls that were cancelled stop decoding

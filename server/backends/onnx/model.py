@@ -13,7 +13,7 @@ from server.backends.onnx.failures import unrecoverable
 from server.backends.onnx.session import LoadedSession, SessionFactory
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS, BatchSettings
 from server.core.errors import ModelLoadError
-from server.repository.model_config import parameter
+from server.repository.specs import ModelSpec
 
 DEFAULT_MAX_BATCH = 32  # items per run when config.pbtxt gives no max_batch_size
 
@@ -25,11 +25,16 @@ class ModelSource:
     name: str
     version: int
     directory: Path  # the version folder
-    config: mc.ModelConfig
+    spec: ModelSpec
     max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS  # the queue bound when the config sets none
 
+    @property
+    def config(self) -> mc.ModelConfig:
+        """The config as written (for KServe's ModelConfig); everything else reads `spec`."""
+        return self.spec.proto
+
     def batch_settings(self, default_max_batch_size: int) -> BatchSettings:
-        return BatchSettings.from_config(self.config, default_max_batch_size, self.max_queue_items)
+        return self.spec.batch_settings(default_max_batch_size, self.max_queue_items)
 
 
 class OnnxModel(Backend):
@@ -43,7 +48,8 @@ class OnnxModel(Backend):
     def __init__(self, source: ModelSource, loaded: LoadedSession) -> None:
         self.name = source.name
         self.version = source.version
-        self.config = source.config
+        self.spec = source.spec
+        self.config = source.spec.proto  # shown as written by KServe's ModelConfig
         self.loaded = loaded
         self.session = loaded.session
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -52,8 +58,8 @@ class OnnxModel(Backend):
 
     @staticmethod
     def open_session(source: ModelSource, factory: SessionFactory) -> LoadedSession:
-        filename = source.config.default_model_filename or "model.onnx"
-        return factory.create(source.directory / filename, source.config)
+        filename = source.spec.default_model_filename or "model.onnx"
+        return factory.create(source.directory / filename, source.spec)
 
     def _embedding_dim(self) -> int:
         """Size of the output vectors: the graph's static output shape, else the exporter's metadata."""
@@ -66,7 +72,7 @@ class OnnxModel(Backend):
 
     def setting(self, key: str) -> str | None:
         """A model fact: config.pbtxt `parameters` win over the ONNX metadata the exporter wrote."""
-        return parameter(self.config, key, self.loaded.metadata.get(key))
+        return self.spec.parameters.get(key, self.loaded.metadata.get(key))
 
     def float_setting(self, key: str) -> float:
         value = self.setting(key)

@@ -1,6 +1,7 @@
 """Maps a model's instance_group to ONNX Runtime execution providers.
 
-KIND_GPU asks for CUDA on the device from `gpus`; KIND_CPU (and KIND_AUTO without a GPU) for the CPU.
+KIND_GPU asks for CUDA on the device from `gpus`; KIND_CPU and KIND_MODEL for the CPU; KIND_AUTO for CUDA
+with a fallback.
 Whether CUDA really works is only known once a session exists (the onnxruntime-gpu wheel lists the CUDA
 provider even where no driver or CUDA library is present), so the session factory checks what it got.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from crossmodal.v1 import model_config_pb2 as mc
+from server.repository.specs import KIND_CPU, KIND_GPU, KIND_MODEL, DeviceSpec
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -30,16 +31,9 @@ class ProviderRequest:
         return f"CUDA:{self.device_id}" if self.wants_gpu else "CPU"
 
 
-def provider_request(config: mc.ModelConfig) -> ProviderRequest:
-    """The first instance group decides; KIND_AUTO means GPU 0 (with fallback), as in Triton."""
-    if not config.instance_group:
+def provider_request(device: DeviceSpec) -> ProviderRequest:
+    """KIND_AUTO means GPU 0 (with fallback), as in Triton."""
+    if device.kind in (KIND_CPU, KIND_MODEL):
         return ProviderRequest(wants_gpu=False)
-    group = config.instance_group[0]
-    if group.kind == mc.ModelInstanceGroup.KIND_CPU:
-        return ProviderRequest(wants_gpu=False)
-    if group.kind == mc.ModelInstanceGroup.KIND_MODEL:
-        return ProviderRequest(wants_gpu=False)
-    device = group.gpus[0] if group.gpus else 0
-    return ProviderRequest(
-        wants_gpu=True, device_id=device, required=group.kind == mc.ModelInstanceGroup.KIND_GPU
-    )
+    gpu = device.gpus[0] if device.gpus else 0
+    return ProviderRequest(wants_gpu=True, device_id=gpu, required=device.kind == KIND_GPU)

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from crossmodal.v1 import model_config_pb2 as mc
 from server.backends.onnx.providers import CUDA, ProviderRequest, provider_request
 from server.core.errors import ModelLoadError
-from server.repository.model_config import parameter
+from server.repository.specs import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +52,19 @@ class SessionSettings:
             raise ValueError(f"graph_optimization_level must be one of {sorted(OPTIMIZATION_LEVELS)}")
 
     @classmethod
-    def from_config(cls, config: mc.ModelConfig) -> SessionSettings:
-        instances = sum(group.count or 1 for group in config.instance_group) or 1
-        default_intra = max(1, (os.cpu_count() or 1) // instances)
+    def from_spec(cls, spec: ModelSpec) -> SessionSettings:
+        default_intra = max(1, (os.cpu_count() or 1) // spec.instance_count)
+        parameters = spec.parameters
         try:
             return cls(
-                intra_op_threads=int(parameter(config, "intra_op_thread_count", str(default_intra))),
-                inter_op_threads=int(parameter(config, "inter_op_thread_count", "0")),
-                execution_mode=parameter(config, "execution_mode", "sequential"),
-                optimization_level=parameter(config, "graph_optimization_level", "all"),
-                allow_spinning=_flag(parameter(config, "allow_spinning", "false")),
+                intra_op_threads=int(parameters.get("intra_op_thread_count", str(default_intra))),
+                inter_op_threads=int(parameters.get("inter_op_thread_count", "0")),
+                execution_mode=parameters.get("execution_mode", "sequential"),
+                optimization_level=parameters.get("graph_optimization_level", "all"),
+                allow_spinning=_flag(parameters.get("allow_spinning", "false")),
             )
         except ValueError as error:
-            raise ModelLoadError(f"model '{config.name}': bad session parameter: {error}") from error
+            raise ModelLoadError(f"model '{spec.name}': bad session parameter: {error}") from error
 
     def options(self) -> ort.SessionOptions:
         options = ort.SessionOptions()
@@ -91,7 +90,6 @@ def _flag(value: str) -> bool:
 class LoadedSession:
     session: ort.InferenceSession
     provider: str  # what really runs it, e.g. "CUDA:0" or "CPU"
-    fell_back: bool
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -104,28 +102,30 @@ class SessionFactory:
     def __init__(self, strict_gpu: bool = False) -> None:
         self.strict_gpu = strict_gpu
 
-    def create(self, model_path: Path, config: mc.ModelConfig) -> LoadedSession:
-        request = provider_request(config)
-        settings = SessionSettings.from_config(config)
+    def create(self, model_path: Path, spec: ModelSpec) -> LoadedSession:
+        request = provider_request(spec.device)
+        settings = SessionSettings.from_spec(spec)
         if not model_path.is_file():
-            raise ModelLoadError(f"model '{config.name}': missing file {model_path.name}")
-        session = self._open(model_path, config, request, settings)
+            raise ModelLoadError(f"model '{spec.name}': missing file {model_path.name}")
+        session = self._open(model_path, spec, request, settings)
         if request.wants_gpu and CUDA not in session.get_providers():
             kind = "KIND_GPU" if request.required else "KIND_AUTO"
             reason = (
-                f"model '{config.name}' asks for {request.describe()} (instance_group {kind}) "
+                f"model '{spec.name}' asks for {request.describe()} (instance_group {kind}) "
                 "but CUDA is not available to ONNX Runtime here"
             )
             if self.strict_gpu and request.required:
                 raise ModelLoadError(f"{reason}; refusing to load because the server runs with --strict-gpu")
             log.warning("%s; running it on CPU instead", reason)
-            return LoadedSession(session, "CPU", fell_back=True)
-        return LoadedSession(session, request.describe(), fell_back=False)
+            return LoadedSession(session, "CPU")
+        return LoadedSession(session, request.describe())
 
-    def _open(self, path: Path, config, request: ProviderRequest, settings) -> ort.InferenceSession:
+    def _open(
+        self, path: Path, spec: ModelSpec, request: ProviderRequest, settings: SessionSettings
+    ) -> ort.InferenceSession:
         try:
             return ort.InferenceSession(
                 str(path), sess_options=settings.options(), providers=request.providers()
             )
         except Exception as error:  # ORT raises its own exception types for corrupt or unsupported graphs
-            raise ModelLoadError(f"model '{config.name}': cannot load {path.name}: {error}") from error
+            raise ModelLoadError(f"model '{spec.name}': cannot load {path.name}: {error}") from error
