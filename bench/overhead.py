@@ -8,6 +8,7 @@ sides alternate in blocks, each block after an untimed call, so slow drifts of t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,16 +38,18 @@ def measure(
     loaded = ModelRepository(repository, SessionFactory())
     loaded.load_all()
     engine = Engine(loaded, Limits())
+    loop = asyncio.new_event_loop()  # one loop for all in-process calls, as a server has
     queries, candidates = [ImageInput(image)], [TextInput(t) for t in TEXTS]
     say(f"{settings.overhead_repeats} sequential Compare(1 image, 3 texts) each over gRPC and in process")
     try:
         with serving(repository) as address, CrossModalClient(address) as client:
             grpc_s, local_s = alternate(
                 lambda: client.compare([image], list(TEXTS)),
-                lambda: engine.compare(ModelRef(), queries, candidates),
+                lambda: loop.run_until_complete(engine.compare(ModelRef(), queries, candidates)),
                 settings.overhead_repeats,
             )
     finally:
+        loop.close()
         close_in_process(engine, loaded)
     grpc_p50, local_p50 = percentile(grpc_s, 50) * 1e3, percentile(local_s, 50) * 1e3
     say(f"p50 over gRPC {grpc_p50:.2f} ms, in process {local_p50:.2f} ms")

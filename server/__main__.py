@@ -49,15 +49,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers",
         type=int,
         default=64,
-        help="calls handled at once off the event loop (decoding, tokenising, translating, then waiting "
-        "for the model batchers, which run ONNX Runtime on their own threads); more calls wait in line",
+        help="threads for the calls' CPU stages (decoding images, jieba, tokenising, scoring); a call "
+        "waiting for its batch holds none, and the model batchers run ONNX Runtime on their own threads",
     )
     parser.add_argument(
         "--max-concurrent-calls",
         type=int,
         default=512,
-        help="calls held at once (running or waiting for a worker); more are answered RESOURCE_EXHAUSTED "
-        "at once instead of queueing without bound",
+        help="calls held at once (running, or waiting for a worker or a batch); more are answered "
+        "RESOURCE_EXHAUSTED at once instead of queueing without bound",
     )
     parser.add_argument(
         "--grace-period",

@@ -25,6 +25,7 @@ from server.images.allocator import return_large_frees_to_the_system
 from server.memory_budget import MemoryBudget
 from server.metrics import ServerMetrics
 from server.port_check import ensure_port_free
+from server.protocols.common import CallRunner
 from server.protocols.grpc_v1.response_size import SEND_LIMIT_FACTOR
 from server.protocols.grpc_v1.service import CrossModalService
 from server.protocols.health import HealthReporter
@@ -64,8 +65,14 @@ class CrossModalServer:
         )
         budget = self.memory_budget
         self.metrics.watch_memory_budget(lambda: budget.used, budget.limit, lambda: budget.waiting)
+        # The worker threads of every call's CPU stages; calls register on it, so stopping finds them.
+        self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="call")
         self.engine = Engine(
-            self.repository, config.limits, config.default_pipeline, memory_budget=self.memory_budget
+            self.repository,
+            config.limits,
+            config.default_pipeline,
+            memory_budget=self.memory_budget,
+            executor=self._executor,
         )
         self.retrieval = Retrieval(
             self.engine, lambda: VectorStore(config.vector_store_uri, config.milvus_token)
@@ -78,7 +85,6 @@ class CrossModalServer:
             config.load_models,
             self.health.refresh,
         )
-        self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="call")
         self._server: grpc.aio.Server | None = None
         self._metrics_http = None
         self._polling: asyncio.Task | None = None
@@ -130,12 +136,11 @@ class CrossModalServer:
             interceptors=interceptors,
             maximum_concurrent_rpcs=config.max_concurrent_calls,  # beyond: RESOURCE_EXHAUSTED at once
         )
-        service = CrossModalService(
-            self.engine, self._executor, self.controller, self.metrics, self.retrieval
-        )
+        runner = CallRunner(self._executor, self.metrics)
+        service = CrossModalService(self.engine, runner, self.controller, self.retrieval)
         pb_grpc.add_CrossModalServicer_to_server(service, self._server)
         inference_service = InferenceService(
-            self.engine, self._executor, self.controller, lambda: self.health.serving, self.metrics
+            self.engine, runner, self.controller, lambda: self.health.serving
         )
         kpb_grpc.add_GRPCInferenceServiceServicer_to_server(inference_service, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self._server)
@@ -170,9 +175,6 @@ class CrossModalServer:
             security if config.tls else "plaintext",
             ", bearer token required" if config.auth_token else "",
         )
-
-    async def wait(self) -> None:
-        await self._server.wait_for_termination()
 
     async def stop(self) -> bool:
         """Health NOT_SERVING, new calls refused, in-flight calls finish within the grace period; calls

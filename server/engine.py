@@ -1,16 +1,21 @@
-"""The engine: the high-level operations (encode, compare, classify) over the repository, no network.
+"""The engine: the high-level operations (encode, compare, classify, translate) over the repository.
 
-Everything here is synchronous and runs in worker threads; the gRPC service only converts messages.
+Each operation is a coroutine on the event loop. Its CPU stages (decoding, jieba, tokenising, scoring)
+run on the worker threads of `executor`, carrying the call's cancellation token; the batches it queues
+are awaited as Pendings, so a call waiting for its batch holds no thread. ONNX Runtime runs only on the
+batchers' own threads. No protocol is known here: the protocols' call runner turns results and errors
+into answers.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
 
+from server.core.cancellation import run_in_worker
 from server.core.config import Limits
 from server.core.errors import CrossModalError, InvalidInput, LimitExceeded, ModelNotReady
 from server.core.types import (
@@ -21,6 +26,7 @@ from server.core.types import (
     LabelScore,
     ModelRef,
     TextInput,
+    TextOutcome,
     TranslateOptions,
     TranslateResult,
 )
@@ -32,15 +38,16 @@ from server.repository.repository import ModelRepository
 PLACEHOLDER = "{}"
 
 
-def _leasing_models(method):
-    """Runs an engine call in a repository call scope: the versions it uses stay loaded until it ends."""
+def _leasing_models(operation):
+    """Runs an engine operation in a repository call scope: the versions it uses stay loaded until it
+    ends, across all its stages (the scope travels to worker threads with the call's context)."""
 
-    @functools.wraps(method)
-    def leased(self, *args, **kwargs):
+    @functools.wraps(operation)
+    async def leased(self, *args, **kwargs):
         if not self.accepting:
             raise ModelNotReady("the server is still loading its models; retry shortly")
         with self.repository.call_scope():
-            return method(self, *args, **kwargs)
+            return await operation(self, *args, **kwargs)
 
     return leased
 
@@ -52,6 +59,7 @@ class Engine:
         limits: Limits,
         default_pipeline: str = "clip",
         memory_budget: MemoryBudget | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.repository = repository
         self.limits = limits
@@ -59,13 +67,20 @@ class Engine:
         # Decoded images of all calls together stay within it (None: not bounded, for tools and tests).
         self.memory_budget = memory_budget
         self.accepting = True  # False while the server's start-up load runs
+        # The worker threads of the CPU stages: the server's (its calls are registered on it), or our own.
+        self._owned_executor = None if executor is not None else _threads(os.cpu_count() or 1, "stage")
+        self.executor = executor or self._owned_executor
         # Decodes the images of one request in parallel (Pillow releases the GIL while decoding).
-        self._preprocess_pool = ThreadPoolExecutor(
-            max_workers=os.cpu_count() or 1, thread_name_prefix="preprocess"
-        )
+        self._preprocess_pool = _threads(os.cpu_count() or 1, "preprocess")
 
     def close(self) -> None:
         self._preprocess_pool.shutdown(wait=True, cancel_futures=True)
+        if self._owned_executor is not None:
+            self._owned_executor.shutdown(wait=True, cancel_futures=True)
+
+    async def offload(self, function, *args):
+        """Runs function(*args) on a worker thread, as a stage of the current call."""
+        return await run_in_worker(self.executor, function, *args)
 
     def pipeline(self, ref: ModelRef) -> ClipPipeline:
         if ref.version < 0:
@@ -73,7 +88,7 @@ class Engine:
         return resolve_pipeline(self.repository, ref.name or self.default_pipeline, ref.version)
 
     @_leasing_models
-    def encode(
+    async def encode(
         self,
         ref: ModelRef,
         items: list[Input],
@@ -84,29 +99,23 @@ class Engine:
         (by position, rows left NaN) instead of failing the call; `field` is what errors call the items."""
         self._check_count(field, len(items))
         pipeline = self.pipeline(ref)
-        embedded = pipeline.embed(
-            _named(field, items), self.limits, self._preprocess_pool, item_errors, self.memory_budget
-        )
+        embedded = await self._embed(pipeline, _named(field, items), item_errors)
         return EncodeResult(embedded.embeddings, embedded.texts, embedded.models)
 
     @_leasing_models
-    def compare(self, ref: ModelRef, queries: list[Input], candidates: list[Input]) -> CompareResult:
+    async def compare(self, ref: ModelRef, queries: list[Input], candidates: list[Input]) -> CompareResult:
         self._check_count("queries", len(queries))
         self._check_count("candidates", len(candidates))
         self._check_count("queries + candidates", len(queries) + len(candidates))
         pipeline = self.pipeline(ref)
-        embedded = pipeline.embed(
-            _named("queries", queries) + _named("candidates", candidates),
-            self.limits,
-            self._preprocess_pool,
-            budget=self.memory_budget,
+        embedded = await self._embed(pipeline, _named("queries", queries) + _named("candidates", candidates))
+        similarity, probabilities = await self.offload(
+            _scores, embedded.embeddings, len(queries), pipeline.logit_scale
         )
-        similarity = embedded.embeddings[: len(queries)] @ embedded.embeddings[len(queries) :].T
-        probabilities = softmax(pipeline.logit_scale * similarity)
         return CompareResult(similarity, probabilities, pipeline.logit_scale, embedded.texts, embedded.models)
 
     @_leasing_models
-    def classify(
+    async def classify(
         self, ref: ModelRef, items: list[Input], labels: list[str], prompt_template: str, top_k: int
     ) -> ClassifyResult:
         self._check_count("items", len(items))
@@ -123,32 +132,26 @@ class Engine:
         prompts = label_prompts(labels, prompt_template)
         pipeline = self.pipeline(ref)
         named = _named("items", items) + [(f"labels[{i}]", TextInput(p)) for i, p in enumerate(prompts)]
-        embedded = pipeline.embed(named, self.limits, self._preprocess_pool, budget=self.memory_budget)
-        similarity = embedded.embeddings[: len(items)] @ embedded.embeddings[len(items) :].T
-        probabilities = softmax(pipeline.logit_scale * similarity)
-        keep = min(top_k or len(labels), len(labels))
-        results = []
-        for row in range(len(items)):
-            best = np.argsort(-probabilities[row], kind="stable")[:keep]
-            results.append(
-                [
-                    LabelScore(int(i), labels[i], float(probabilities[row, i]), float(similarity[row, i]))
-                    for i in best
-                ]
-            )
+        embedded = await self._embed(pipeline, named)
+        results = await self.offload(
+            _classifications, embedded.embeddings, labels, pipeline.logit_scale, top_k
+        )
         label_texts = embedded.texts[len(embedded.texts) - len(labels) :]
         return ClassifyResult(results, label_texts, embedded.models)
 
     @_leasing_models
-    def translate(self, ref: ModelRef, texts: list[str], options: TranslateOptions) -> TranslateResult:
+    async def translate(self, ref: ModelRef, texts: list[str], options: TranslateOptions) -> TranslateResult:
         self._check_count("texts", len(texts))
         translator = resolve_translator(self.repository, ref.name or self.default_pipeline, ref.version)
         translator.check_options(options)  # before jieba: a bad option must not cost the texts' work
-        outcomes = []
-        for index, text in enumerate(texts):
-            outcomes.append(describe_text(f"texts[{index}]", text, self.limits))
-        translated = translate_outcomes(outcomes, translator, options)
+        outcomes = await self.offload(_described, texts, self.limits)
+        translated = await translate_outcomes(outcomes, translator, options, self.offload)
         return TranslateResult(translated, [(translator.name, translator.version)])
+
+    async def _embed(self, pipeline: ClipPipeline, named: list[tuple[str, Input]], item_errors=None):
+        return await pipeline.embed(
+            named, self.limits, self.offload, self._preprocess_pool, item_errors, self.memory_budget
+        )
 
     def _check_count(self, what: str, count: int) -> None:
         if count == 0:
@@ -162,8 +165,41 @@ def label_prompts(labels: list[str], prompt_template: str) -> list[str]:
     return [prompt_template.replace(PLACEHOLDER, label) if prompt_template else label for label in labels]
 
 
+def _threads(count: int, prefix: str) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=count, thread_name_prefix=prefix)
+
+
 def _named(field: str, items: list[Input]) -> list[tuple[str, Input]]:
     return [(f"{field}[{i}]", item) for i, item in enumerate(items)]
+
+
+def _described(texts: list[str], limits: Limits) -> list[TextOutcome]:
+    return [describe_text(f"texts[{index}]", text, limits) for index, text in enumerate(texts)]
+
+
+def _scores(embeddings: np.ndarray, rows: int, logit_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity of the first `rows` embeddings with the rest, and its softmax per row."""
+    similarity = embeddings[:rows] @ embeddings[rows:].T
+    return similarity, softmax(logit_scale * similarity)
+
+
+def _classifications(
+    embeddings: np.ndarray, labels: list[str], logit_scale: float, top_k: int
+) -> list[list[LabelScore]]:
+    """Each item's labels, best first, the `top_k` best (0: all); the label embeddings come last."""
+    items = len(embeddings) - len(labels)
+    similarity, probabilities = _scores(embeddings, items, logit_scale)
+    keep = min(top_k or len(labels), len(labels))
+    results = []
+    for row in range(items):
+        best = np.argsort(-probabilities[row], kind="stable")[:keep]
+        results.append(
+            [
+                LabelScore(int(i), labels[i], float(probabilities[row, i]), float(similarity[row, i]))
+                for i in best
+            ]
+        )
+    return results
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

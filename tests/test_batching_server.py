@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -77,3 +78,39 @@ def test_a_call_past_its_deadline_leaves_the_queue_without_running(batching_repo
         assert batcher.queued_items() == 0  # withdrawn within the 300 ms window, before any run
         assert batcher.stats().items == before
         assert client.encode(["still serving"]).embeddings
+
+
+def test_calls_waiting_for_their_batch_hold_no_worker_thread(batching_repository):
+    """With 2 workers, many more calls wait on one held-up text batch at once, and all complete."""
+    waiting_calls, workers = 10, 2
+    texts = [f"{n} cats on a table" for n in range(waiting_calls)]
+    with (
+        in_process_server(batching_repository, workers=workers) as (address, server),
+        CrossModalClient(address) as client,
+    ):
+        alone = np.array(client.encode([texts[0]]).embeddings[0].values)
+        batcher = server.repository.model("clip_text", 0).batcher
+        release, running, run_batch = threading.Event(), [], batcher._run_batch
+
+        def held_up(items):
+            running.extend(items)
+            assert release.wait(60)
+            return run_batch(items)
+
+        batcher._run_batch = held_up
+        try:
+            with ThreadPoolExecutor(waiting_calls) as pool:
+                answers = [pool.submit(client.encode, [text]) for text in texts]
+                deadline = time.monotonic() + 30
+                while len(running) + batcher.queued_items() < waiting_calls and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                waiting = len(running) + batcher.queued_items()
+                release.set()
+                results = [answer.result(60) for answer in answers]
+        finally:
+            release.set()
+            batcher._run_batch = run_batch
+    assert waiting == waiting_calls > workers  # every call had queued its text while the batch was held
+    for text, result in zip(texts, results, strict=True):
+        assert result.texts[0].text == text and len(result.embeddings[0].values) == len(alone)
+    np.testing.assert_allclose(results[0].embeddings[0].values, alone, atol=1e-5)

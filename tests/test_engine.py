@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 import torch
@@ -35,15 +37,17 @@ NEWEST = ModelRef()
 
 def test_mixed_items_keep_their_order_and_are_normalised(engine):
     items = [IMAGE_A, TextInput("a dog in the snow"), IMAGE_B, TextInput("一只猫在桌子上")]
-    together = engine.encode(NEWEST, items).embeddings
-    alone = np.concatenate([engine.encode(NEWEST, [item]).embeddings for item in items])
+    together = asyncio.run(engine.encode(NEWEST, items)).embeddings
+    alone = np.concatenate([asyncio.run(engine.encode(NEWEST, [item])).embeddings for item in items])
     np.testing.assert_allclose(together, alone, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
     assert not np.allclose(together[0], together[2])
 
 
 def test_chinese_texts_are_segmented_translated_and_the_best_translation_encoded(engine):
-    result = engine.encode(NEWEST, [TextInput("London at night"), IMAGE_A, TextInput("夜晚的伦敦")])
+    result = asyncio.run(
+        engine.encode(NEWEST, [TextInput("London at night"), IMAGE_A, TextInput("夜晚的伦敦")])
+    )
     english, chinese = result.texts
     assert (english.language, english.encoded_text, english.tokens, english.translations) == (
         "en",
@@ -56,18 +60,25 @@ def test_chinese_texts_are_segmented_translated_and_the_best_translation_encoded
     scores = [h.score for h in chinese.translations]
     assert scores == sorted(scores, reverse=True)
     assert chinese.encoded_text == chinese.translations[0].text
-    as_english = engine.encode(NEWEST, [TextInput(chinese.encoded_text)]).embeddings[0]
+    as_english = asyncio.run(engine.encode(NEWEST, [TextInput(chinese.encoded_text)])).embeddings[0]
     np.testing.assert_allclose(result.embeddings[2], as_english, atol=1e-6)
     assert result.models == [("clip_vision", 2), ("clip_text", 2), ("opus_mt_zh_en", 1)]
-    assert engine.encode(NEWEST, [TextInput("only english")]).models == [("clip_vision", 2), ("clip_text", 2)]
+    assert asyncio.run(engine.encode(NEWEST, [TextInput("only english")])).models == [
+        ("clip_vision", 2),
+        ("clip_text", 2),
+    ]
 
 
 def test_translate_defaults_and_options(engine):
-    result = engine.translate(ModelRef(), ["在雪地里有两条狗", "一只猫在桌子上"], TranslateOptions())
+    result = asyncio.run(
+        engine.translate(ModelRef(), ["在雪地里有两条狗", "一只猫在桌子上"], TranslateOptions())
+    )
     assert [len(t.translations) for t in result.texts] == [5, 5]
     assert result.texts[0].tokens == ("在", "雪地", "里", "有", "两条", "狗")
     assert result.models == [("opus_mt_zh_en", 1)]
-    three = engine.translate(ModelRef("opus_mt_zh_en", 1), ["夜晚的伦敦"], TranslateOptions(num_beams=3))
+    three = asyncio.run(
+        engine.translate(ModelRef("opus_mt_zh_en", 1), ["夜晚的伦敦"], TranslateOptions(num_beams=3))
+    )
     assert len(three.texts[0].translations) == 3
 
 
@@ -86,16 +97,16 @@ def test_translate_defaults_and_options(engine):
 )
 def test_translate_rejects_bad_options(engine, texts, options, error, message):
     with pytest.raises(error, match=message):
-        engine.translate(ModelRef(), texts, options)
+        asyncio.run(engine.translate(ModelRef(), texts, options))
 
 
 def test_translate_model_names(engine):
     with pytest.raises(ModelNotFound, match="is a clip_text model, not a translator"):
-        engine.translate(ModelRef("clip_text"), ["好"], TranslateOptions())
+        asyncio.run(engine.translate(ModelRef("clip_text"), ["好"], TranslateOptions()))
     with pytest.raises(ModelNotFound, match="no model named 'nope'"):
-        engine.translate(ModelRef("nope"), ["好"], TranslateOptions())
+        asyncio.run(engine.translate(ModelRef("nope"), ["好"], TranslateOptions()))
     with pytest.raises(ModelNotFound, match="has no version 7"):
-        engine.translate(ModelRef("", 7), ["好"], TranslateOptions())
+        asyncio.run(engine.translate(ModelRef("", 7), ["好"], TranslateOptions()))
 
 
 def test_without_a_translator_chinese_is_embedded_as_given(repository_copy):
@@ -104,19 +115,19 @@ def test_without_a_translator_chinese_is_embedded_as_given(repository_copy):
     repository = ModelRepository(repository_copy, SessionFactory())
     repository.load_all()
     engine = Engine(repository, Limits())
-    result = engine.encode(NEWEST, [TextInput("夜晚的伦敦")])
+    result = asyncio.run(engine.encode(NEWEST, [TextInput("夜晚的伦敦")]))
     assert result.texts[0].encoded_text == "夜晚的伦敦" and result.texts[0].tokens == ("夜晚", "的", "伦敦")
     assert result.texts[0].translations == ()
     with pytest.raises(ModelNotFound, match="names no translator"):
-        engine.translate(ModelRef(), ["好"], TranslateOptions())
+        asyncio.run(engine.translate(ModelRef(), ["好"], TranslateOptions()))
 
 
 def test_compare_is_cosine_with_softmax_of_the_model_logit_scale(engine, reference_logit_scale):
     queries = [IMAGE_A, TextInput("two dogs")]
     candidates = [TextInput("a cat"), IMAGE_B, TextInput("a car on the road")]
-    result = engine.compare(NEWEST, queries, candidates)
-    q = engine.encode(NEWEST, queries).embeddings
-    c = engine.encode(NEWEST, candidates).embeddings
+    result = asyncio.run(engine.compare(NEWEST, queries, candidates))
+    q = asyncio.run(engine.encode(NEWEST, queries)).embeddings
+    c = asyncio.run(engine.encode(NEWEST, candidates)).embeddings
     np.testing.assert_allclose(result.similarity, q @ c.T, atol=1e-5)
     assert result.logit_scale == pytest.approx(reference_logit_scale, rel=1e-6)
     expected = torch.softmax(torch.tensor(q @ c.T) * reference_logit_scale, dim=1).numpy()
@@ -126,9 +137,9 @@ def test_compare_is_cosine_with_softmax_of_the_model_logit_scale(engine, referen
 
 def test_classify_applies_template_sorts_and_cuts_to_top_k(engine):
     labels = ["dog", "cat", "car", "tree"]
-    full = engine.classify(NEWEST, [IMAGE_A, IMAGE_B], labels, "a photo of {}", 0)
-    compared = engine.compare(
-        NEWEST, [IMAGE_A, IMAGE_B], [TextInput(f"a photo of {label}") for label in labels]
+    full = asyncio.run(engine.classify(NEWEST, [IMAGE_A, IMAGE_B], labels, "a photo of {}", 0))
+    compared = asyncio.run(
+        engine.compare(NEWEST, [IMAGE_A, IMAGE_B], [TextInput(f"a photo of {label}") for label in labels])
     )
     for row, scores in enumerate(full.results):
         assert [s.probability for s in scores] == sorted((s.probability for s in scores), reverse=True)
@@ -137,13 +148,13 @@ def test_classify_applies_template_sorts_and_cuts_to_top_k(engine):
             assert score.label == labels[score.index]
             assert score.probability == pytest.approx(compared.probabilities[row, score.index], abs=1e-6)
             assert score.similarity == pytest.approx(compared.similarity[row, score.index], abs=1e-6)
-    top2 = engine.classify(NEWEST, [IMAGE_A, IMAGE_B], labels, "a photo of {}", 2)
+    top2 = asyncio.run(engine.classify(NEWEST, [IMAGE_A, IMAGE_B], labels, "a photo of {}", 2))
     assert [[s.index for s in r] for r in top2.results] == [[s.index for s in r[:2]] for r in full.results]
     assert [t.text for t in full.labels] == [f"a photo of {label}" for label in labels]
 
 
 def test_classify_without_template_uses_labels_as_given(engine):
-    result = engine.classify(NEWEST, [TextInput("a dog")], ["dog", "狗"], "", 10)
+    result = asyncio.run(engine.classify(NEWEST, [TextInput("a dog")], ["dog", "狗"], "", 10))
     assert [t.encoded_text for t in result.labels] == ["dog", result.labels[1].translations[0].text]
     assert [t.language for t in result.labels] == ["en", "zh"]
     assert len(result.results[0]) == 2
@@ -160,13 +171,13 @@ def test_classify_without_template_uses_labels_as_given(engine):
 )
 def test_classify_rejects_bad_arguments(engine, labels, template, top_k, message):
     with pytest.raises(InvalidInput, match=message):
-        engine.classify(NEWEST, [IMAGE_A], labels, template, top_k)
+        asyncio.run(engine.classify(NEWEST, [IMAGE_A], labels, template, top_k))
 
 
 def test_versions_pin_both_towers_and_are_reported(engine):
-    v1 = engine.encode(ModelRef("clip", 1), [IMAGE_A, TextInput("dog")])
-    v2 = engine.encode(ModelRef("", 2), [IMAGE_A, TextInput("dog")])
-    newest = engine.encode(NEWEST, [IMAGE_A, TextInput("dog")])
+    v1 = asyncio.run(engine.encode(ModelRef("clip", 1), [IMAGE_A, TextInput("dog")]))
+    v2 = asyncio.run(engine.encode(ModelRef("", 2), [IMAGE_A, TextInput("dog")]))
+    newest = asyncio.run(engine.encode(NEWEST, [IMAGE_A, TextInput("dog")]))
     assert v1.models == [("clip_vision", 1), ("clip_text", 1)]
     assert newest.models == [("clip_vision", 2), ("clip_text", 2)]
     np.testing.assert_array_equal(v2.embeddings, newest.embeddings)
@@ -184,20 +195,20 @@ def test_versions_pin_both_towers_and_are_reported(engine):
 )
 def test_unknown_models_and_versions(engine, ref, error, message):
     with pytest.raises(error, match=message):
-        engine.encode(ref, [TextInput("dog")])
+        asyncio.run(engine.encode(ref, [TextInput("dog")]))
 
 
 def test_bad_items_are_named(engine):
     with pytest.raises(InvalidInput, match=r"items: empty"):
-        engine.encode(NEWEST, [])
+        asyncio.run(engine.encode(NEWEST, []))
     with pytest.raises(InvalidInput, match=r"items\[1\]: not a recognised image"):
-        engine.encode(NEWEST, [IMAGE_A, ImageInput(b"%PDF-1.4 not an image")])
+        asyncio.run(engine.encode(NEWEST, [IMAGE_A, ImageInput(b"%PDF-1.4 not an image")]))
     with pytest.raises(InvalidInput, match=r"candidates\[0\]: image is empty"):
-        engine.compare(NEWEST, [TextInput("x")], [ImageInput(b"")])
+        asyncio.run(engine.compare(NEWEST, [TextInput("x")], [ImageInput(b"")]))
 
 
 def test_limits_answer_with_the_limit(engine):
     with pytest.raises(LimitExceeded, match="51 given; the limit is 50"):
-        engine.encode(NEWEST, [TextInput("x")] * 51)
+        asyncio.run(engine.encode(NEWEST, [TextInput("x")] * 51))
     with pytest.raises(LimitExceeded, match=r"items\[0\]: text has 201 characters"):
-        engine.encode(NEWEST, [TextInput("x" * 201)])
+        asyncio.run(engine.encode(NEWEST, [TextInput("x" * 201)]))

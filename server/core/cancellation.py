@@ -1,17 +1,21 @@
 """Lets a call that was cancelled (client gone, deadline passed, server stopping) stop its work.
 
-The gRPC adapter creates a token per call and cancels it when the call's task is cancelled; the engine
-code between them is synchronous, so the token travels in a context variable to the batcher's wait and
-to every long stage, which calls check_cancelled between units of work. A server keeps the tokens of
-the calls its worker threads are running in a CallRegistry, so that stopping can cut them off.
+The protocol's call runner creates a token per call and cancels it when the call's task is cancelled.
+The token travels in a context variable: to the Pendings the engine awaits (a cancelled call withdraws
+its queued work) and, through run_in_worker, to every CPU stage on a worker thread, which calls
+check_cancelled between units of work. A server keeps the tokens of its calls in a CallRegistry while
+their coroutine or any of their worker stages runs, so that stopping can cut them off and name them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from contextvars import ContextVar
 from weakref import WeakKeyDictionary
 
@@ -68,35 +72,53 @@ def check_cancelled(stage: str) -> None:
 
 def run_with_token(token: CancelToken, function, *args):
     """Calls function(*args) with `token` as the current token of this thread's context."""
+    with current_call(token):
+        return function(*args)
+
+
+@contextmanager
+def current_call(token: CancelToken) -> Iterator[None]:
+    """Makes `token` the current token of the code inside (a coroutine's task, or this thread)."""
     reset = _current.set(token)
     try:
-        return function(*args)
+        yield
     finally:
         _current.reset(reset)
 
 
 class CallRegistry:
-    """The calls that worker threads are running now, each with its token and what it runs.
+    """The calls running now, each with its token and what it runs.
 
-    A call stays registered until its worker function returns, not merely until its caller stops
-    waiting: that is what tells a stopping server whether threads are still busy.
+    A call is held while its coroutine runs and while any of its stages runs on a worker thread: it
+    stays registered until the last of them returns, not merely until its caller stops waiting. That is
+    what tells a stopping server whether threads are still busy.
     """
 
     def __init__(self) -> None:
         self._idle = threading.Condition()
         self._calls: dict[CancelToken, str] = {}
+        self._holds: dict[CancelToken, int] = {}
+
+    @contextmanager
+    def registered(self, token: CancelToken, what: str) -> Iterator[None]:
+        """Holds the call of `token` (known as `what`, unless already held under a name) inside."""
+        with self._idle:
+            self._calls.setdefault(token, what)
+            self._holds[token] = self._holds.get(token, 0) + 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._holds[token] -= 1
+                if self._holds[token] == 0:
+                    del self._holds[token], self._calls[token]
+                if not self._calls:
+                    self._idle.notify_all()
 
     def run(self, token: CancelToken, what: str, function, *args):
         """Runs function(*args) with `token` current, registered as `what` while it runs."""
-        with self._idle:
-            self._calls[token] = what
-        try:
+        with self.registered(token, what):
             return run_with_token(token, function, *args)
-        finally:
-            with self._idle:
-                del self._calls[token]
-                if not self._calls:
-                    self._idle.notify_all()
 
     def running(self) -> list[str]:
         with self._idle:
@@ -133,3 +155,21 @@ def calls_on(executor: Executor) -> CallRegistry:
         if registry is None:
             registry = _registries[executor] = CallRegistry()
         return registry
+
+
+async def run_in_worker(executor: Executor, function, *args):
+    """Runs function(*args) on a worker thread of `executor`, in a copy of the caller's context (its
+    cancellation token and the models its call leases). While the thread runs it, the current call stays
+    registered on the executor, so a stopping server knows the thread is busy."""
+    token = current_token()
+    context = contextvars.copy_context()
+    calls = calls_on(executor)
+    what = getattr(function, "__qualname__", repr(function))
+
+    def stage():
+        if token is None:
+            return context.run(function, *args)
+        with calls.registered(token, what):
+            return context.run(function, *args)
+
+    return await asyncio.get_running_loop().run_in_executor(executor, stage)

@@ -62,11 +62,12 @@ class ServerConfig:
     port: int = 8001
     default_pipeline: str = "clip"
     strict_gpu: bool = False  # refuse to load a KIND_GPU model when CUDA is unavailable, instead of using CPU
-    # Threads that run the calls off the event loop: they decode, tokenise and translate, then wait while
-    # model batchers run; a call waiting for its batch holds one, so there are many.
+    # Threads of the calls' CPU stages (image decoding, jieba, tokenising, scoring, large responses). A
+    # call waiting for its batch holds none (it awaits on the event loop), so they bound CPU work at
+    # once, not how many calls can wait; the model batchers run ONNX Runtime on their own threads.
     workers: int = 64
-    # Calls the server holds at once (running or waiting for a worker); more get RESOURCE_EXHAUSTED at
-    # once instead of piling up in memory.
+    # Calls the server holds at once (running, or waiting for a worker or a batch); more get
+    # RESOURCE_EXHAUSTED at once instead of piling up in memory.
     max_concurrent_calls: int = 512
     grace_seconds: float = 10.0
     limits: Limits = field(default_factory=Limits)

@@ -1,4 +1,12 @@
-"""Domain errors of the engine; the gRPC adapter maps each to one status code."""
+"""Domain errors of the engine, and the one table from each to a protocol-neutral status.
+
+Protocols translate a status into their own code (gRPC's StatusCode of the same name, an HTTP status),
+so what a caller is told for an error is decided here once.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
 
 
 class CrossModalError(Exception):
@@ -45,3 +53,36 @@ class StartupError(Exception):
     """The server cannot start (a port is taken, a TLS file is unusable); the message names what and why.
 
     Not a CrossModalError: no call is answered with it; the command line prints it as one line and exits."""
+
+
+class Status(StrEnum):
+    """How a call ended, in the canonical names gRPC also uses."""
+
+    OK = "OK"
+    CANCELLED = "CANCELLED"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+
+STATUS_OF: dict[type[CrossModalError], Status] = {
+    InvalidInput: Status.INVALID_ARGUMENT,
+    LimitExceeded: Status.RESOURCE_EXHAUSTED,
+    ModelNotFound: Status.NOT_FOUND,
+    ModelNotReady: Status.UNAVAILABLE,
+    Overloaded: Status.RESOURCE_EXHAUSTED,
+    Cancelled: Status.CANCELLED,
+    NotAllowed: Status.FAILED_PRECONDITION,
+    Unavailable: Status.UNAVAILABLE,
+}
+
+
+def status_of(error: BaseException) -> Status:
+    """The status a caller gets for `error`: its kind's, else INTERNAL (a bug, or a kind not listed)."""
+    for kind, status in STATUS_OF.items():
+        if isinstance(error, kind):
+            return status
+    return Status.INTERNAL

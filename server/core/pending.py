@@ -49,13 +49,26 @@ class Pending(Generic[T]):
             unregister()
 
     async def wait(self) -> T:
-        """Awaits the answer on the event loop; a cancelled task withdraws the work still queued."""
+        """Awaits the answer on the event loop; a cancelled task, or a cancelled current call (a stopping
+        server cuts it off through its token), withdraws the work still queued."""
+        token = current_token()
+        unregister = token.on_cancel(self.withdraw) if token is not None else _nothing
         try:
             outputs = await asyncio.wrap_future(self.future)
         except asyncio.CancelledError:
             self.withdraw()
             raise
+        finally:
+            unregister()
         return self.finish(outputs)
+
+    def withdrawn_on_cancel(self) -> Pending[T]:
+        """Ties the work to the current call's token: work queued by a worker stage whose caller stopped
+        waiting meanwhile (its answer never reaches anyone) is withdrawn all the same."""
+        token = current_token()
+        if token is not None:
+            token.on_cancel(self.withdraw)
+        return self
 
     def then(self, step: Callable[[T], Any]) -> Pending:
         """The same work, with `step` applied to its answer."""

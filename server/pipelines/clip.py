@@ -9,15 +9,14 @@ the translator (its newest ready version) and the best translation is what the t
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
 from crossmodal.v1 import model_config_pb2 as mc
-from server.backends.clip.text import ClipTextModel
-from server.backends.clip.vision import ClipVisionModel
+from server.backends.base import Capability, ImageEmbedder, TextEmbedder, has
 from server.core.cancellation import check_cancelled, current_token, run_with_token
 from server.core.config import Limits
 from server.core.errors import (
@@ -28,12 +27,13 @@ from server.core.errors import (
     ModelNotFound,
     ModelNotReady,
 )
+from server.core.pending import Pending
 from server.core.types import ImageInput, Input, TextOutcome, TranslateOptions
 from server.images.decode import ImageDecodeError, ImageTooLarge, load_rgb, open_image
 from server.images.decode_cost import decode_bytes
 from server.memory_budget import MemoryBudget
 from server.pipelines.language import CHINESE
-from server.pipelines.text import describe_text, resolve_translator, translate_outcomes
+from server.pipelines.text import Offload, describe_text, resolve_translator, translate_outcomes
 from server.repository.model_config import parameter
 from server.repository.repository import ModelRepository
 
@@ -50,8 +50,8 @@ class Embedded:
 @dataclass(frozen=True)
 class ClipPipeline:
     name: str
-    vision: ClipVisionModel
-    text: ClipTextModel
+    vision: ImageEmbedder
+    text: TextEmbedder
     repository: ModelRepository
     translator: str | None = None  # model name; resolved only when a Chinese text needs it
     translate_options: TranslateOptions = field(default_factory=TranslateOptions)
@@ -61,47 +61,54 @@ class ClipPipeline:
         return self.text.logit_scale
 
     @property
+    def embedding_dim(self) -> int:
+        return self.text.embedding_dim
+
+    @property
     def models(self) -> list[tuple[str, int]]:
         return [(self.vision.name, self.vision.version), (self.text.name, self.text.version)]
 
-    def embed(
+    async def embed(
         self,
         named_inputs: list[tuple[str, Input]],
         limits: Limits,
+        offload: Offload,
         pool: Executor | None = None,
         item_errors: dict[int, CrossModalError] | None = None,
         budget: MemoryBudget | None = None,
     ) -> Embedded:
         """Embeds (name, input) pairs, in order; `name` (e.g. "items[3]") is what errors call the item.
 
-        Images are decoded (in `pool` when given) and queued for the image tower before the texts are
-        looked at, so image inference overlaps text work (jieba, translation, tokenising). With
+        In stages: images are decoded (on a worker thread, in `pool` when given) and queued for the image
+        tower before the texts are looked at, so image inference overlaps text work; texts are prepared
+        (jieba), the Chinese ones translated, and queued for the text tower; then every batch is awaited.
+        CPU stages run through `offload`; no thread is held while a batch forms and runs. With
         `item_errors`, an item that cannot be embedded is recorded there (by row) and its row left NaN,
         instead of failing the whole call. Each image's decode waits for its estimated memory in `budget`.
         """
         images, texts = [], []
         for row, (name, item) in enumerate(named_inputs):
             (images if isinstance(item, ImageInput) else texts).append((row, name, item))
-        pending: list[tuple[list[int], Future, ClipVisionModel | ClipTextModel]] = []
+        pending: list[tuple[list[int], Pending[np.ndarray]]] = []
         models = list(self.models)
         try:
-            kept = self._preprocess(images, limits, pool, item_errors, budget) if images else []
-            if kept:
-                rows = [row for row, _ in kept]
-                pending.append((rows, self.vision.submit([pixels for _, pixels in kept]), self.vision))
-            described = [_described(name, item.text, limits, item_errors, row) for row, name, item in texts]
+            if images:
+                queued = await offload(self._queue_images, images, limits, pool, item_errors, budget)
+                if queued is not None:
+                    pending.append(queued)
+            described = await offload(_described_all, texts, limits, item_errors) if texts else []
             texts = [t for t, outcome in zip(texts, described, strict=True) if outcome is not None]
             outcomes = [outcome for outcome in described if outcome is not None]
-            translated_by = self._translate_chinese(outcomes)
+            translated_by = await self._translate_chinese(outcomes, offload)
             if translated_by:
                 models.append(translated_by)
             if outcomes:
-                future = self.text.submit([o.encoded_text for o in outcomes])
-                pending.append(([row for row, _, _ in texts], future, self.text))
-            parts = [(rows, np.stack(model.batcher.wait(future))) for rows, future, model in pending]
+                queued = await offload(self._queue_texts, [o.encoded_text for o in outcomes])
+                pending.append(([row for row, _, _ in texts], queued))
+            parts = [(rows, await queued.wait()) for rows, queued in pending]
         except BaseException:
-            for _, future, model in pending:  # nobody will read these: free their queue places
-                model.batcher.withdraw(future)
+            for _, queued in pending:  # nobody will read these: free their queue places
+                queued.withdraw()
             raise
         dims = {vectors.shape[1] for _, vectors in parts} or {self.text.embedding_dim}
         if len(dims) != 1:
@@ -111,15 +118,20 @@ class ClipPipeline:
             embeddings[rows] = vectors
         return Embedded(embeddings, outcomes, models)
 
-    def _preprocess(
+    def _queue_texts(self, texts: list[str]) -> Pending[np.ndarray]:
+        """Tokenises and queues the texts (a worker stage)."""
+        return self.text.submit_texts(texts).withdrawn_on_cancel()
+
+    def _queue_images(
         self,
         images: list[tuple[int, str, ImageInput]],
         limits: Limits,
         pool: Executor | None,
         item_errors: dict[int, CrossModalError] | None,
         budget: MemoryBudget | None,
-    ) -> list[tuple[int, np.ndarray]]:
-        """(row, pixels) of the images that decode; failures raise, or go to item_errors when given."""
+    ) -> tuple[list[int], Pending[np.ndarray]] | None:
+        """Decodes and queues the images (a worker stage): the rows queued and their Pending, if any.
+        Failures raise, or go to item_errors when given."""
 
         def prepare(entry: tuple[int, str, ImageInput]) -> tuple[int, np.ndarray | CrossModalError]:
             row, name, item = entry
@@ -142,15 +154,22 @@ class ClipPipeline:
                 item_errors[row] = result
             else:
                 kept.append((row, result))
-        return kept
+        if not kept:
+            return None
+        queued = self.vision.submit_images([pixels for _, pixels in kept]).withdrawn_on_cancel()
+        return [row for row, _ in kept], queued
 
-    def _translate_chinese(self, outcomes: list[TextOutcome]) -> tuple[str, int] | None:
+    async def _translate_chinese(
+        self, outcomes: list[TextOutcome], offload: Offload
+    ) -> tuple[str, int] | None:
         """Translates the Chinese outcomes in place, in one decode; returns the translator used, if any."""
         chinese = [i for i, o in enumerate(outcomes) if o.language == CHINESE]
         if not chinese or not self.translator:
             return None
         translator = resolve_translator(self.repository, self.translator, 0)
-        translated = translate_outcomes([outcomes[i] for i in chinese], translator, self.translate_options)
+        translated = await translate_outcomes(
+            [outcomes[i] for i in chinese], translator, self.translate_options, offload
+        )
         for i, outcome in zip(chinese, translated, strict=True):
             outcomes[i] = outcome
         return translator.name, translator.version
@@ -172,7 +191,7 @@ class ClipPipeline:
             raise InvalidInput(f"{item_name}: {error}") from error
         if budget is None:
             return self.vision.preprocess(self._load(item_name, image))
-        cost = decode_bytes(image) + self.vision.preprocessor.working_bytes(*image.size)
+        cost = decode_bytes(image) + self.vision.preprocess_bytes(*image.size)
         with budget.reserve(cost, f"{item_name} ({image.width}x{image.height} {image.format})"):
             return self.vision.preprocess(self._load(item_name, image))
 
@@ -190,6 +209,13 @@ def _ready(repository: ModelRepository, pipeline: str, tower: str) -> list[int]:
         return repository.ready_versions(tower)
     except ModelNotFound as error:
         raise ModelNotReady(f"pipeline '{pipeline}': its model '{tower}' is not loaded") from error
+
+
+def _described_all(
+    texts: list[tuple[int, str, Input]], limits: Limits, item_errors: dict[int, CrossModalError] | None
+) -> list[TextOutcome | None]:
+    """Each text's outcome (jieba for Chinese; a worker stage), None where it failed into item_errors."""
+    return [_described(name, item.text, limits, item_errors, row) for row, name, item in texts]
 
 
 def _described(
@@ -236,8 +262,8 @@ def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> Cl
             )
         vision = repository.model(vision_name, version)
         text = repository.model(text_name, version)
-    if not isinstance(vision, ClipVisionModel) or not isinstance(text, ClipTextModel):
-        raise ModelNotReady(f"pipeline '{name}': {vision_name} must be clip_vision and {text_name} clip_text")
+    if not has(vision, Capability.EMBED_IMAGES) or not has(text, Capability.EMBED_TEXTS):
+        raise ModelNotReady(f"pipeline '{name}': {vision_name} must embed images and {text_name} texts")
     return ClipPipeline(name, vision, text, repository, parameter(config, "translator"))
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from server.backends.marian.model import MarianModel
+from server.backends.base import Capability, Translator, has
 from server.core.config import Limits
 from server.core.errors import InvalidInput, LimitExceeded, ModelNotFound
 from server.core.types import TextOutcome, TranslateOptions
@@ -44,11 +45,16 @@ def describe_text(item_name: str, text: str, limits: Limits) -> TextOutcome:
     return TextOutcome(text=text, language=language, encoded_text=decoded, tokens=segment(decoded))
 
 
-def translate_outcomes(
-    outcomes: list[TextOutcome], translator: MarianModel, options: TranslateOptions
+Offload = Callable[..., Awaitable]  # runs a function on a worker thread, as a stage of the current call
+
+
+async def translate_outcomes(
+    outcomes: list[TextOutcome], translator: Translator, options: TranslateOptions, offload: Offload
 ) -> list[TextOutcome]:
-    """Fills translations (n-best) and encoded_text (the best one) of every outcome, in one decode."""
-    nbest = translator.translate([o.encoded_text for o in outcomes], options)  # entities decoded
+    """Fills translations (n-best) and encoded_text (the best one) of every outcome, in one decode.
+    Tokenising runs on a worker thread; the decode is awaited, holding none."""
+    pending = await offload(_queued_translations, translator, [o.encoded_text for o in outcomes], options)
+    nbest = await pending.wait()  # entities decoded
     return [
         replace(o, translations=tuple(h), encoded_text=h[0].text if h else o.text)
         for o, h in zip(outcomes, nbest, strict=True)
@@ -59,7 +65,11 @@ def translator_name(repository: ModelRepository, pipeline: str) -> str | None:
     return parameter(repository.pipeline_config(pipeline), "translator")
 
 
-def resolve_translator(repository: ModelRepository, name: str, version: int) -> MarianModel:
+def _queued_translations(translator: Translator, texts: list[str], options: TranslateOptions):
+    return translator.submit_translations(texts, options).withdrawn_on_cancel()
+
+
+def resolve_translator(repository: ModelRepository, name: str, version: int) -> Translator:
     """`name` is a translator model, or a pipeline whose translator is meant; version 0 = newest ready."""
     if version < 0:
         raise InvalidInput(f"model.version must be 0 (newest) or a positive version, got {version}")
@@ -71,6 +81,6 @@ def resolve_translator(repository: ModelRepository, name: str, version: int) -> 
             )
         name = translator
     model = repository.model(name, version)
-    if not isinstance(model, MarianModel):
+    if not has(model, Capability.TRANSLATE):
         raise ModelNotFound(f"model '{name}' is a {model.model_type} model, not a translator")
     return model

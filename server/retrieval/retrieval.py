@@ -1,5 +1,8 @@
 """Index, Search, Delete and list collections: the engine embeds, the vector store keeps and searches.
 
+Operations are coroutines, like the engine's: the engine's embedding is awaited, and every call into the
+vector store (blocking: Milvus Lite, or a Milvus server over the network) runs on a worker thread.
+
 A collection remembers the pipeline and version that embedded it; indexing or searching it with any other
 version is refused (vectors of different checkpoints are not comparable). Requests that name no model use
 the collection's own pipeline and version, so a collection keeps working when a newer version is loaded.
@@ -67,11 +70,11 @@ def store_errors(method):
     store's location and reason."""
 
     @functools.wraps(method)
-    def guarded(self, *args, **kwargs):
+    async def guarded(self, *args, **kwargs):
         from pymilvus.exceptions import MilvusException  # here: importing pymilvus takes half a second
 
         try:
-            return method(self, *args, **kwargs)
+            return await method(self, *args, **kwargs)
         except (MilvusException, OSError) as error:
             store = self._store
             raise Unavailable(store.failure(error) if store else f"vector store: {error}") from error
@@ -100,30 +103,37 @@ class Retrieval:
                 self._store.close()
                 self._store = None
 
+    async def _in_store(self, function, *args):
+        """A blocking vector-store call, on a worker thread of the current call."""
+        return await self._engine.offload(function, *args)
+
+    async def _opened(self) -> VectorStore:
+        return await self._in_store(lambda: self.store)
+
     @store_errors
-    def index(
+    async def index(
         self, collection: str, entries: list[IndexEntry], ref: ModelRef, skip_existing: bool
     ) -> IndexOutcome:
         check_collection_name(collection)
         problems = self._check_entries(entries)
-        store = self.store
-        embedder = store.embedder(collection)
+        store = await self._opened()
+        embedder = await self._in_store(store.embedder, collection)
         ref = self._model_for(collection, ref, embedder)
         errors = [(position, entries[position].id, error) for position, error in sorted(problems.items())]
         valid = [(position, e) for position, e in enumerate(entries) if position not in problems]
         skipped: set[str] = set()
         if skip_existing and embedder is not None:
-            skipped = store.existing_ids(collection, [e.id for _, e in valid])
+            skipped = await self._in_store(store.existing_ids, collection, [e.id for _, e in valid])
         todo = [(position, e) for position, e in valid if e.id not in skipped]
         models: list[tuple[str, int]] = []
         if todo:
             item_errors: dict[int, CrossModalError] = {}
-            result = self._engine.encode(ref, [e.item for _, e in todo], item_errors)
+            result = await self._engine.encode(ref, [e.item for _, e in todo], item_errors)
             models = result.models
             made = Embedder(
                 ref.name or self._engine.default_pipeline, result.models[0][1], result.embeddings.shape[1]
             )
-            self._check_embedder(collection, store.create(collection, made), made)
+            self._check_embedder(collection, await self._in_store(store.create, collection, made), made)
             rows = []
             for row, (position, entry) in enumerate(todo):
                 if row in item_errors:
@@ -131,14 +141,14 @@ class Retrieval:
                     continue
                 modality = "image" if isinstance(entry.item, ImageInput) else "text"
                 rows.append(Row(entry.id, result.embeddings[row], modality, entry.metadata))
-            store.upsert(collection, rows)
+            await self._in_store(store.upsert, collection, rows)
         exists = embedder is not None or bool(todo)  # any embedding run created the collection
-        size = store.size(collection) if exists else 0
+        size = await self._in_store(store.size, collection) if exists else 0
         indexed = len(todo) - (len(errors) - len(problems))
         return IndexOutcome(indexed, len(skipped), sorted(errors, key=lambda e: e[0]), size, models)
 
     @store_errors
-    def search(
+    async def search(
         self, collection: str, query: Input, top_k: int, modality: str, ref: ModelRef
     ) -> SearchOutcome:
         check_collection_name(collection)
@@ -146,28 +156,33 @@ class Retrieval:
             raise InvalidInput(f"top_k must be 0 (default {DEFAULT_TOP_K}) to {MAX_TOP_K}, got {top_k}")
         if modality not in ("", *MODALITIES):
             raise InvalidInput(f"modality must be '', 'image' or 'text', got {modality!r}")
-        store = self.store
-        embedder = store.require(collection)
+        store = await self._opened()
+        embedder = await self._in_store(store.require, collection)
         ref = self._model_for(collection, ref, embedder)
-        result = self._engine.encode(ref, [query], field="query")
+        result = await self._engine.encode(ref, [query], field="query")
         vector = result.embeddings[0]
         self._check_embedder(collection, embedder, Embedder(ref.name, result.models[0][1], len(vector)))
-        hits = store.search(collection, np.asarray(vector), top_k or DEFAULT_TOP_K, modality)
+        hits = await self._in_store(
+            store.search, collection, np.asarray(vector), top_k or DEFAULT_TOP_K, modality
+        )
         return SearchOutcome(hits, result.texts[0] if result.texts else None, result.models)
 
     @store_errors
-    def delete(self, collection: str, ids: list[str], drop_collection: bool) -> int:
+    async def delete(self, collection: str, ids: list[str], drop_collection: bool) -> int:
         check_collection_name(collection)
         if drop_collection:
             if ids:
                 raise InvalidInput("give either ids or drop_collection, not both")
-            return self.store.drop(collection)
+            return await self._in_store(lambda: self.store.drop(collection))
         if not ids:
             raise InvalidInput("ids: empty; name the items to delete, or set drop_collection")
-        return self.store.delete(collection, ids)
+        return await self._in_store(lambda: self.store.delete(collection, ids))
 
     @store_errors
-    def collections(self) -> list[CollectionSummary]:
+    async def collections(self) -> list[CollectionSummary]:
+        return await self._in_store(self._summaries)
+
+    def _summaries(self) -> list[CollectionSummary]:
         store = self.store
         summaries = []
         for name in store.names():

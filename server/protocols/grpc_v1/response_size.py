@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from server.core.cancellation import check_cancelled
 from server.core.errors import LimitExceeded
 from server.memory_budget import describe_bytes
 from server.pipelines.language import CHINESE, detect_language
@@ -23,6 +24,7 @@ FLOAT_BYTES = 4
 # The send limit is this many times --max-message-bytes: the part of a response this module cannot see
 # in advance (translations, which are shorter than the texts they translate in all but odd cases) fits.
 SEND_LIMIT_FACTOR = 2
+TEXTS_PER_CHECK = 64  # long texts take a while to size: a cancelled call stops between such runs
 
 
 def text_result_bytes(text: str) -> int:
@@ -40,8 +42,11 @@ def check_response_size(
 ) -> None:
     """Raises LimitExceeded when the known part of the response (the TextResults of `texts`, `floats`
     numbers in `vectors` repeated fields, `extra_bytes` more) would be over `limit` bytes."""
-    size = sum(text_result_bytes(t) for t in texts) + FLOAT_BYTES * floats + VECTOR_OVERHEAD * vectors
-    size += extra_bytes
+    size = FLOAT_BYTES * floats + VECTOR_OVERHEAD * vectors + extra_bytes
+    for count, text in enumerate(texts, start=1):
+        size += text_result_bytes(text)
+        if count % TEXTS_PER_CHECK == 0:
+            check_cancelled("sizing the response")
     if size > limit:
         raise LimitExceeded(
             f"{rpc}: the response would be at least {describe_bytes(size)}, over the "

@@ -1,111 +1,22 @@
-"""The crossmodal.v1.CrossModal service: a thin adapter over the engine."""
+"""The crossmodal.v1.CrossModal service: a thin adapter over the engine, through the shared call runner."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import logging
-import time
-from concurrent.futures import Executor
-
-import grpc
 
 from crossmodal.v1 import crossmodal_pb2 as pb
 from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
-from server.core.cancellation import CancelToken, calls_on
-from server.core.errors import (
-    Cancelled,
-    CrossModalError,
-    InvalidInput,
-    LimitExceeded,
-    ModelNotFound,
-    ModelNotReady,
-    NotAllowed,
-    Overloaded,
-    Unavailable,
-)
+from server.core.errors import CrossModalError, InvalidInput, NotAllowed
 from server.core.types import Input, TextInput
 from server.engine import Engine, label_prompts
-from server.metrics import ServerMetrics
+from server.protocols.common import CallRunner, grpc_handler, run_as_call, status_code
 from server.protocols.grpc_v1 import convert
 from server.protocols.grpc_v1.response_size import LABEL_SCORE_BYTES, check_response_size
 from server.repository.control import ModelController
 from server.retrieval.retrieval import Retrieval
 
-log = logging.getLogger(__name__)
-
-STATUS_OF = {
-    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
-    LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    ModelNotFound: grpc.StatusCode.NOT_FOUND,
-    ModelNotReady: grpc.StatusCode.UNAVAILABLE,
-    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    Cancelled: grpc.StatusCode.CANCELLED,
-    NotAllowed: grpc.StatusCode.FAILED_PRECONDITION,
-    Unavailable: grpc.StatusCode.UNAVAILABLE,
-}
-
-
-def status_code(error: CrossModalError) -> grpc.StatusCode:
-    for kind, code in STATUS_OF.items():
-        if isinstance(error, kind):
-            return code
-    return grpc.StatusCode.INTERNAL
-
-
-def handles_errors(method):
-    """Turns engine errors into gRPC statuses (anything unexpected: INTERNAL, logged) and records the
-    call in the metrics: count by status code, latency, calls in flight. The call is recorded before its
-    answer leaves, so a client that reads the metrics after its answer always finds its call there."""
-    rpc = method.__name__
-
-    @functools.wraps(method)
-    async def wrapper(self, request, context: grpc.aio.ServicerContext):
-        started = time.perf_counter()
-        metrics = self._metrics
-
-        def record(code: grpc.StatusCode) -> None:
-            if metrics:
-                metrics.in_flight.labels(rpc).dec()
-                metrics.requests.labels(rpc, code.name).inc()
-                metrics.request_seconds.labels(rpc).observe(time.perf_counter() - started)
-
-        if metrics:
-            metrics.in_flight.labels(rpc).inc()
-        try:
-            response = await method(self, request, context)
-        except CrossModalError as error:
-            code, details = status_code(error), str(error)
-        except asyncio.CancelledError:
-            record(grpc.StatusCode.CANCELLED)
-            raise
-        except Exception:
-            log.exception("%s failed unexpectedly", rpc)
-            code, details = grpc.StatusCode.INTERNAL, f"{rpc}: internal error (see server log)"
-        else:
-            record(grpc.StatusCode.OK)
-            return response
-        record(code)
-        await context.abort(code, details)
-
-    return wrapper
-
-
-async def run_in_worker(executor: Executor, function, *args):
-    """Runs function(*args) on a worker thread: ONNX Runtime, decoding and tokenising never run on the event
-    loop. When the call is cancelled (client gone, deadline passed, server stopping) its token withdraws
-    its work still waiting in model queues and stops its running stages at their next check. The call is
-    registered on the executor while its thread runs it, so that a stopping server can cut it off."""
-    token = CancelToken()
-    what = getattr(function, "__qualname__", repr(function))
-    work = asyncio.get_running_loop().run_in_executor(
-        executor, calls_on(executor).run, token, what, function, *args
-    )
-    try:
-        return await work
-    except asyncio.CancelledError:
-        token.cancel()
-        raise
+# The former name of run_as_call, which tests of the stopping server import from here.
+run_in_worker = run_as_call
 
 
 def texts(items: list[Input]) -> list[str]:
@@ -116,38 +27,37 @@ class CrossModalService(pb_grpc.CrossModalServicer):
     def __init__(
         self,
         engine: Engine,
-        executor: Executor,
+        runner: CallRunner,
         controller: ModelController | None = None,
-        metrics: ServerMetrics | None = None,
         retrieval: Retrieval | None = None,
     ) -> None:
         self._engine = engine
-        self._executor = executor
+        self._runner = runner
         self._controller = controller
-        self._metrics = metrics
         self._retrieval = retrieval
         self._send_check = engine.limits.max_message_bytes  # what a response may have, known in advance
 
-    async def _run(self, function, *args):
-        return await run_in_worker(self._executor, function, *args)
+    async def _run_checked(self, check, operation, *args):
+        """Runs the engine `operation` as one call, with `check()` first on a worker thread (it refuses
+        responses too large to send). Both share the call's model leases: what the check looks up is
+        held until the call ends."""
+        repository, runner = self._engine.repository, self._runner
 
-    async def _run_checked(self, check, function, *args):
-        """Like _run, with `check()` first on the worker thread (it refuses responses too large to send)."""
+        @functools.wraps(operation)  # the call is known by the engine operation it runs
+        async def checked(*args):
+            with repository.call_scope():
+                await runner.offload(check)
+                return await operation(*args)
 
-        @functools.wraps(function)  # the call is known by the function it runs
-        def checked():
-            check()
-            return function(*args)
-
-        return await self._run(checked)
+        return await self._runner.call(checked, *args)
 
     def _embedding_dim(self, ref) -> int:
         try:
-            return self._engine.pipeline(ref).text.embedding_dim
+            return self._engine.pipeline(ref).embedding_dim
         except CrossModalError:
             return 0  # the engine call itself reports why the pipeline cannot serve
 
-    @handles_errors
+    @grpc_handler
     async def Encode(self, request: pb.EncodeRequest, context) -> pb.EncodeResponse:
         items, ref = convert.inputs("items", request.items), convert.model_ref(request.model)
 
@@ -157,9 +67,9 @@ class CrossModalService(pb_grpc.CrossModalServicer):
             check_response_size("Encode", self._send_check, texts(items), floats, vectors=rows)
 
         result = await self._run_checked(fits, self._engine.encode, ref, items)
-        return convert.encode_response(result)
+        return await self._runner.offload(convert.encode_response, result)
 
-    @handles_errors
+    @grpc_handler
     async def Compare(self, request: pb.CompareRequest, context) -> pb.CompareResponse:
         queries = convert.inputs("queries", request.queries)
         candidates = convert.inputs("candidates", request.candidates)
@@ -171,9 +81,9 @@ class CrossModalService(pb_grpc.CrossModalServicer):
         result = await self._run_checked(
             fits, self._engine.compare, convert.model_ref(request.model), queries, candidates
         )
-        return convert.compare_response(result)
+        return await self._runner.offload(convert.compare_response, result)
 
-    @handles_errors
+    @grpc_handler
     async def Classify(self, request: pb.ClassifyRequest, context) -> pb.ClassifyResponse:
         items, labels = convert.inputs("items", request.items), list(request.labels)
         template = request.prompt_template
@@ -196,9 +106,9 @@ class CrossModalService(pb_grpc.CrossModalServicer):
             template,
             request.top_k,
         )
-        return convert.classify_response(result)
+        return await self._runner.offload(convert.classify_response, result)
 
-    @handles_errors
+    @grpc_handler
     async def Translate(self, request: pb.TranslateRequest, context) -> pb.TranslateResponse:
         sources = list(request.texts)
         result = await self._run_checked(
@@ -210,7 +120,7 @@ class CrossModalService(pb_grpc.CrossModalServicer):
         )
         return convert.translate_response(result)
 
-    @handles_errors
+    @grpc_handler
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest, context
     ) -> pb.RepositoryIndexResponse:
@@ -219,20 +129,20 @@ class CrossModalService(pb_grpc.CrossModalServicer):
             entries = [e for e in entries if e.state == "READY"]
         return pb.RepositoryIndexResponse(models=entries)
 
-    @handles_errors
+    @grpc_handler
     async def LoadModel(self, request: pb.LoadModelRequest, context) -> pb.LoadModelResponse:
         statuses = await self._control().load(request.name)
         return pb.LoadModelResponse(models=[convert.version_state(s) for s in statuses])
 
-    @handles_errors
+    @grpc_handler
     async def UnloadModel(self, request: pb.UnloadModelRequest, context) -> pb.UnloadModelResponse:
         await self._control().unload(request.name)
         return pb.UnloadModelResponse()
 
-    @handles_errors
+    @grpc_handler
     async def Index(self, request: pb.IndexRequest, context) -> pb.IndexResponse:
         entries = convert.index_entries(request.items)
-        outcome = await self._run(
+        outcome = await self._runner.call(
             self._retrieval_or_refuse().index,
             request.collection,
             entries,
@@ -241,12 +151,12 @@ class CrossModalService(pb_grpc.CrossModalServicer):
         )
         return convert.index_response(outcome, status_code)
 
-    @handles_errors
+    @grpc_handler
     async def Search(self, request: pb.SearchRequest, context) -> pb.SearchResponse:
         if not request.HasField("query"):
             raise InvalidInput("query: missing; send a text or an image")
         query = convert.inputs("query", [request.query])[0]
-        outcome = await self._run(
+        outcome = await self._runner.call(
             self._retrieval_or_refuse().search,
             request.collection,
             query,
@@ -256,16 +166,16 @@ class CrossModalService(pb_grpc.CrossModalServicer):
         )
         return convert.search_response(outcome)
 
-    @handles_errors
+    @grpc_handler
     async def Delete(self, request: pb.DeleteRequest, context) -> pb.DeleteResponse:
-        deleted = await self._run(
+        deleted = await self._runner.call(
             self._retrieval_or_refuse().delete, request.collection, list(request.ids), request.drop_collection
         )
         return pb.DeleteResponse(deleted=deleted)
 
-    @handles_errors
+    @grpc_handler
     async def ListCollections(self, request: pb.ListCollectionsRequest, context):
-        summaries = await self._run(self._retrieval_or_refuse().collections)
+        summaries = await self._runner.call(self._retrieval_or_refuse().collections)
         return convert.collections_response(summaries)
 
     def _retrieval_or_refuse(self) -> Retrieval:

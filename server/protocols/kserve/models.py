@@ -78,7 +78,7 @@ def _model_exposed(name: str, model) -> Exposed:
     raise ModelNotFound(f"model '{name}' cannot be served through the inference protocol")
 
 
-def infer(
+async def infer(
     engine: Engine, name: str, version: int, inputs: dict[str, Tensor], parameters: dict[str, object]
 ) -> tuple[int, list[Tensor]]:
     """Runs one ModelInfer; returns the version that ran and every output tensor. The model is looked up
@@ -87,17 +87,18 @@ def infer(
     with repository.call_scope():
         if repository.is_pipeline(name):
             _check_inputs(_pipeline_exposed(name, -1), inputs)  # inputs do not depend on the version
-            return _pipeline(engine, name, version, inputs)
+            return await _pipeline(engine, name, version, inputs)
         model = repository.model(name, version)
         exposed = _model_exposed(name, model)
         _check_inputs(exposed, inputs)
         if isinstance(model, MarianModel):
-            return _translate(engine, name, model.version, inputs, parameters)
+            return await _translate(engine, name, model.version, inputs, parameters)
         if isinstance(model, ClipVisionModel):
             pixels = inputs[model.pixels_input].data
             _check_shape(pixels, exposed.inputs[0])
             _check_finite(pixels, model.pixels_input)
-            return model.version, [_fp32(model.output_name, model.embed(pixels.astype(np.float32)))]
+            embeds = await engine.offload(model.embed, pixels.astype(np.float32))
+            return model.version, [_fp32(model.output_name, embeds)]
         ids = inputs["input_ids"].data
         mask = inputs["attention_mask"].data if "attention_mask" in inputs else np.ones_like(ids)
         if ids.ndim != 2 or mask.shape != ids.shape:
@@ -106,7 +107,8 @@ def infer(
                 f"and {list(mask.shape)}"
             )
         sequences = [row[keep != 0].astype(np.int64).tolist() for row, keep in zip(ids, mask, strict=True)]
-        return model.version, [_fp32(model.output_name, model.embed_token_ids(sequences))]
+        embeds = await engine.offload(model.embed_token_ids, sequences)
+        return model.version, [_fp32(model.output_name, embeds)]
 
 
 def _check_inputs(exposed: Exposed, inputs: dict[str, Tensor]) -> None:
@@ -149,14 +151,14 @@ def _texts(tensor: Tensor) -> list[str]:
         raise InvalidInput(f"input '{tensor.name}': element is not UTF-8 text ({error.reason})") from error
 
 
-def _translate(engine: Engine, name: str, version: int, inputs, parameters) -> tuple[int, list[Tensor]]:
+async def _translate(engine: Engine, name: str, version: int, inputs, parameters) -> tuple[int, list[Tensor]]:
     options = TranslateOptions(
         num_beams=_int(parameters, "num_beams"),
         num_hypotheses=_int(parameters, "num_hypotheses"),
         max_length=_int(parameters, "max_length"),
         length_penalty=_float(parameters, "length_penalty"),
     )
-    result = engine.translate(ModelRef(name, version), _texts(inputs["TEXT"]), options)
+    result = await engine.translate(ModelRef(name, version), _texts(inputs["TEXT"]), options)
     width = max(len(o.translations) for o in result.texts)
     texts = [
         [h.text.encode() for h in o.translations] + [b""] * (width - len(o.translations))
@@ -171,10 +173,10 @@ def _translate(engine: Engine, name: str, version: int, inputs, parameters) -> t
     return result.models[0][1], [translations, Tensor("SCORES", "FP32", (rows, width), scores)]
 
 
-def _pipeline(engine: Engine, name: str, version: int, inputs) -> tuple[int, list[Tensor]]:
+async def _pipeline(engine: Engine, name: str, version: int, inputs) -> tuple[int, list[Tensor]]:
     images = [ImageInput(data) for data in inputs["IMAGE"].data] if "IMAGE" in inputs else []
     texts = [TextInput(text) for text in _texts(inputs["TEXT"])] if "TEXT" in inputs else []
-    result = engine.encode(ModelRef(name, version), images + texts)
+    result = await engine.encode(ModelRef(name, version), images + texts)
     outputs = []
     if images:
         outputs.append(_fp32("IMAGE_EMBEDS", result.embeddings[: len(images)]))

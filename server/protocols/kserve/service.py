@@ -4,7 +4,6 @@ repository and the model controller shared with crossmodal.v1."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Executor
 
 from crossmodal.v1 import model_config_pb2 as mc
 from inference import grpc_service_pb2 as kpb
@@ -12,10 +11,9 @@ from inference import grpc_service_pb2_grpc as kpb_grpc
 from server import __version__
 from server.core.errors import InvalidInput, ModelNotFound, ModelNotReady
 from server.engine import Engine
-from server.metrics import ServerMetrics
 from server.pipelines.clip import pipeline_ready, pipeline_versions
+from server.protocols.common import CallRunner, grpc_handler
 from server.protocols.grpc_v1 import convert
-from server.protocols.grpc_v1.service import handles_errors, run_in_worker
 from server.protocols.kserve import models as exposed_models
 from server.protocols.kserve.statistics import model_statistics
 from server.protocols.kserve.tensors import decode_inputs, raw_contents
@@ -64,51 +62,40 @@ def _tensor_metadata(specs) -> list[kpb.ModelMetadataResponse.TensorMetadata]:
     ]
 
 
-def _dims(spec: exposed_models.TensorSpec) -> tuple[int, ...]:
-    """Config dims leave out the batch dimension; a batch of scalars is dims [1], as in Triton."""
-    return spec.shape[1:] or (1,)
-
-
 class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
     def __init__(
         self,
         engine: Engine,
-        executor: Executor,
+        runner: CallRunner,
         controller: ModelController,
         ready: Callable[[], bool],
-        metrics: ServerMetrics | None = None,
     ) -> None:
         self._engine = engine
         self._repository = engine.repository
-        self._executor = executor
+        self._runner = runner
         self._controller = controller
         self._ready = ready
-        self._metrics = metrics
 
-    @handles_errors
+    @grpc_handler
     async def ServerLive(self, request, context) -> kpb.ServerLiveResponse:
         return kpb.ServerLiveResponse(live=True)
 
-    @handles_errors
+    @grpc_handler
     async def ServerReady(self, request, context) -> kpb.ServerReadyResponse:
         return kpb.ServerReadyResponse(ready=self._ready())
 
-    @handles_errors
+    @grpc_handler
     async def ModelReady(self, request, context) -> kpb.ModelReadyResponse:
         return kpb.ModelReadyResponse(ready=self._model_ready(request.name, version_number(request.version)))
 
-    @handles_errors
+    @grpc_handler
     async def ServerMetadata(self, request, context) -> kpb.ServerMetadataResponse:
         return kpb.ServerMetadataResponse(name="crossmodal", version=__version__, extensions=EXTENSIONS)
 
-    @handles_errors
+    @grpc_handler
     async def ModelMetadata(self, request, context) -> kpb.ModelMetadataResponse:
-        exposed = await run_in_worker(
-            self._executor,
-            exposed_models.describe,
-            self._engine,
-            request.name,
-            version_number(request.version),
+        exposed = await self._runner.call(
+            exposed_models.describe, self._engine, request.name, version_number(request.version)
         )
         return kpb.ModelMetadataResponse(
             name=exposed.name,
@@ -118,12 +105,10 @@ class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
             outputs=_tensor_metadata(exposed.outputs),
         )
 
-    @handles_errors
+    @grpc_handler
     async def ModelConfig(self, request, context) -> kpb.ModelConfigResponse:
         version = version_number(request.version)
-        exposed = await run_in_worker(
-            self._executor, exposed_models.describe, self._engine, request.name, version
-        )
+        exposed = await self._runner.call(exposed_models.describe, self._engine, request.name, version)
         if self._repository.is_pipeline(request.name):
             source = self._repository.pipeline_config(request.name)
         else:
@@ -141,10 +126,10 @@ class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
                 )
         return kpb.ModelConfigResponse(config=config)
 
-    @handles_errors
+    @grpc_handler
     async def ModelInfer(self, request, context) -> kpb.ModelInferResponse:
-        version, outputs = await run_in_worker(
-            self._executor, self._infer, request, version_number(request.model_version)
+        version, outputs = await self._runner.call(
+            self._infer, request, version_number(request.model_version)
         )
         wanted = [o.name for o in request.outputs]
         unknown = sorted(set(wanted) - {t.name for t in outputs})
@@ -162,7 +147,7 @@ class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
             raw_output_contents=[raw_contents(t) for t in chosen],
         )
 
-    @handles_errors
+    @grpc_handler
     async def ModelStatistics(self, request, context) -> kpb.ModelStatisticsResponse:
         version = version_number(request.version)
         statuses = [
@@ -180,7 +165,7 @@ class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
             model_stats=[model_statistics(s.name, s.version, s.model.batcher.stats()) for s in statuses]
         )
 
-    @handles_errors
+    @grpc_handler
     async def RepositoryIndex(self, request, context) -> kpb.RepositoryIndexResponse:
         entries = convert.repository_index(self._repository)
         if request.ready:
@@ -194,7 +179,7 @@ class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
             ]
         )
 
-    @handles_errors
+    @grpc_handler
     async def RepositoryModelLoad(self, request, context) -> kpb.RepositoryModelLoadResponse:
         refuse_load_overrides(request.model_name, request.parameters)
         statuses = await self._controller.load(request.model_name)
@@ -203,16 +188,16 @@ class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
             raise ModelNotReady(f"model '{request.model_name}' failed to load: {failed[0].reason}")
         return kpb.RepositoryModelLoadResponse()
 
-    @handles_errors
+    @grpc_handler
     async def RepositoryModelUnload(self, request, context) -> kpb.RepositoryModelUnloadResponse:
         await self._controller.unload(request.model_name)
         return kpb.RepositoryModelUnloadResponse()
 
-    def _infer(self, request, version: int):
-        """Off the event loop: decoding a large BYTES tensor is Python work worth a worker thread."""
-        inputs = decode_inputs(request, self._engine.limits.max_items)
+    async def _infer(self, request, version: int):
+        # Decoding a large BYTES tensor is Python work worth a worker thread.
+        inputs = await self._runner.offload(decode_inputs, request, self._engine.limits.max_items)
         parameters = parameter_values(request.parameters)
-        return exposed_models.infer(self._engine, request.model_name, version, inputs, parameters)
+        return await exposed_models.infer(self._engine, request.model_name, version, inputs, parameters)
 
     def _model_ready(self, name: str, version: int) -> bool:
         if self._repository.is_pipeline(name):

@@ -1,0 +1,123 @@
+"""The call runner every protocol shares: one call, from its arrival to its status and metrics.
+
+An engine call runs as a coroutine on the event loop, with a cancellation token of its own in the
+context (its worker stages and the Pendings it awaits see it) and registered on the server's executor,
+so that a stopping server can cut it off and name it. When its task is cancelled (client gone, deadline
+passed, server stopping) the token withdraws its work still queued and stops its running stages at
+their next check. Every answer is recorded in the metrics (count by status, latency, in flight) before
+it leaves, so a client that reads the metrics after its answer always finds its call there. Errors map
+to the protocol-neutral status of server/core/errors.py; each protocol turns that into its own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import TypeVar
+
+import grpc
+
+from server.core.cancellation import CancelToken, calls_on, current_call, run_in_worker
+from server.core.errors import CrossModalError, Status, status_of
+from server.metrics import ServerMetrics
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+GRPC_CODES = {status: grpc.StatusCode[status.value] for status in Status}  # the same canonical names
+
+
+class CallFailed(Exception):
+    """A call that ended with an error status; `details` is what the caller is told."""
+
+    def __init__(self, status: Status, details: str) -> None:
+        super().__init__(details)
+        self.status = status
+        self.details = details
+
+
+def status_code(error: BaseException) -> grpc.StatusCode:
+    """The gRPC code a caller gets for `error`."""
+    return GRPC_CODES[status_of(error)]
+
+
+async def run_as_call(executor: Executor, function, *args):
+    """Runs function(*args) as one call: an engine coroutine awaited on the loop, a plain function on a
+    worker thread of `executor`. The call is known by the function it runs (e.g. Engine.translate)."""
+    token = CancelToken()
+    what = getattr(function, "__qualname__", repr(function))
+    with calls_on(executor).registered(token, what), current_call(token):
+        try:
+            if inspect.iscoroutinefunction(function):
+                return await function(*args)
+            return await run_in_worker(executor, function, *args)
+        except asyncio.CancelledError:
+            token.cancel()
+            raise
+
+
+class CallRunner:
+    """What every protocol handler goes through: metrics and status for each call, engine calls run
+    as calls (run_as_call) on the server's executor."""
+
+    def __init__(self, executor: Executor, metrics: ServerMetrics | None = None) -> None:
+        self.executor = executor
+        self._metrics = metrics
+
+    async def call(self, function, *args):
+        return await run_as_call(self.executor, function, *args)
+
+    async def offload(self, function, *args):
+        """function(*args) on a worker thread as a stage of the current call (e.g. a large response)."""
+        return await run_in_worker(self.executor, function, *args)
+
+    async def answer(self, rpc: str, handler: Callable[[], Awaitable[T]]) -> T:
+        """The handler's result; an error raises CallFailed with its status (anything unexpected:
+        INTERNAL, logged). The call is recorded under `rpc` either way."""
+        started = time.perf_counter()
+        metrics = self._metrics
+
+        def record(status: Status) -> None:
+            if metrics:
+                metrics.in_flight.labels(rpc).dec()
+                metrics.requests.labels(rpc, status.value).inc()
+                metrics.request_seconds.labels(rpc).observe(time.perf_counter() - started)
+
+        if metrics:
+            metrics.in_flight.labels(rpc).inc()
+        try:
+            result = await handler()
+        except CrossModalError as error:
+            status, details = status_of(error), str(error)
+        except asyncio.CancelledError:
+            record(Status.CANCELLED)
+            raise
+        except Exception:
+            log.exception("%s failed unexpectedly", rpc)
+            status, details = Status.INTERNAL, f"{rpc}: internal error (see server log)"
+        else:
+            record(Status.OK)
+            return result
+        record(status)
+        raise CallFailed(status, details)
+
+
+def grpc_handler(method):
+    """A gRPC servicer method answered through its service's CallRunner (`self._runner`): errors abort
+    the call with their gRPC status code and message."""
+    rpc = method.__name__
+
+    @functools.wraps(method)
+    async def handler(self, request, context: grpc.aio.ServicerContext):
+        try:
+            return await self._runner.answer(rpc, lambda: method(self, request, context))
+        except CallFailed as failure:
+            await context.abort(GRPC_CODES[failure.status], failure.details)
+
+    return handler
