@@ -41,6 +41,7 @@ def test_signatures_show_the_tensors_of_the_graphs(repository):
         ("attention_mask", True),
     ]
     assert text.signature().outputs == (TensorSpec("text_embeds", "FP32", (-1, text.embedding_dim)),)
+    assert {vision.platform, text.platform} == {"onnxruntime_onnx"}
     marian = repository.model("opus_mt_zh_en", 0).signature()
     assert [s.name for s in marian.outputs] == ["TRANSLATIONS", "SCORES"]
     assert "num_beams" in marian.parameters
