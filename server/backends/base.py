@@ -185,6 +185,3 @@ def queued(
 
 def has(backend: object, capability: Capability) -> bool:
     return capability in getattr(backend, "capabilities", frozenset())
-
-
-ServedModel = Backend  # the former name, until every module says Backend

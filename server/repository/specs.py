@@ -16,7 +16,7 @@ from server.core.errors import ModelLoadError
 from server.pipelines.kinds import DEFAULT_KIND, KIND_PARAMETER, PipelineKind
 from server.repository.model_config import ONNX_PLATFORM, is_pipeline
 
-KIND_AUTO, KIND_GPU, KIND_CPU, KIND_MODEL = "KIND_AUTO", "KIND_GPU", "KIND_CPU", "KIND_MODEL"
+KIND_GPU, KIND_CPU, KIND_MODEL = "KIND_GPU", "KIND_CPU", "KIND_MODEL"  # others (KIND_AUTO): GPU if it can
 
 
 @dataclass(frozen=True)
