@@ -93,6 +93,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def encoding(engine, *items) -> asyncio.Future:
+    """An Encode call of `items`, started now as a task."""
+    return asyncio.ensure_future(engine.encode(ModelRef(), list(items)))
+
+
+async def holding_the_worker(engine, model, item) -> asyncio.Future:
+    """Starts a call of `item` whose run `model` holds at its closed gate: the model's only batch
+    worker is busy, so later calls queue until the test opens the gate."""
+    model.gate.clear()
+    model.running.clear()
+    holder = encoding(engine, item)
+    await until(model.running.is_set, f"the run of {model.name} holds its only batch worker")
+    return holder
+
+
 RED, TEAL = (255, 0, 0), (0, 128, 128)
 
 
@@ -174,12 +189,9 @@ async def check_compare_and_classify_probabilities(engine, repository) -> None:
 @with_engine
 async def check_a_failed_batch_fails_every_call_in_it(engine, repository) -> None:
     text = repository.model("fake_text", 1)
-    text.gate.clear()
-    text.running.clear()
-    holder = asyncio.ensure_future(engine.encode(ModelRef(), [TextInput("held first")]))
-    await until(text.running.is_set, "the first run holds the only batch worker")
-    poisoned = asyncio.ensure_future(engine.encode(ModelRef(), [TextInput(f"{FAIL_WORD} now")]))
-    bystander = asyncio.ensure_future(engine.encode(ModelRef(), [TextInput("an innocent text")]))
+    holder = await holding_the_worker(engine, text, TextInput("held first"))
+    poisoned = encoding(engine, TextInput(f"{FAIL_WORD} now"))
+    bystander = encoding(engine, TextInput("an innocent text"))
     await until(lambda: text.batcher.queued_items() == 2, "both later calls are queued")
     text.gate.set()
     assert (await holder).embeddings.shape == (1, DIM)
@@ -194,12 +206,9 @@ async def check_a_failed_batch_fails_every_call_in_it(engine, repository) -> Non
 @with_engine
 async def check_a_cancelled_call_withdraws_its_queued_items(engine, repository) -> None:
     text = repository.model("fake_text", 1)
-    text.gate.clear()
-    text.running.clear()
-    holder = asyncio.ensure_future(engine.encode(ModelRef(), [TextInput("held first")]))
-    await until(text.running.is_set, "the first run holds the only batch worker")
-    leaving = asyncio.ensure_future(engine.encode(ModelRef(), [TextInput("gone one"), TextInput("gone two")]))
-    staying = asyncio.ensure_future(engine.encode(ModelRef(), [TextInput("still wanted")]))
+    holder = await holding_the_worker(engine, text, TextInput("held first"))
+    leaving = encoding(engine, TextInput("gone one"), TextInput("gone two"))
+    staying = encoding(engine, TextInput("still wanted"))
     await until(lambda: text.batcher.queued_items() == 3, "the later calls are queued")
     leaving.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -217,12 +226,9 @@ async def check_a_cancelled_call_withdraws_its_queued_items(engine, repository) 
 @with_engine
 async def check_concurrent_calls_share_a_run(engine, repository) -> None:
     vision = repository.model("fake_vision", 1)
-    vision.gate.clear()
-    vision.running.clear()
-    first = asyncio.ensure_future(engine.encode(ModelRef(), [ImageInput(solid_image(RED))]))
-    await until(vision.running.is_set, "the first run holds the only batch worker")
+    first = await holding_the_worker(engine, vision, ImageInput(solid_image(RED)))
     shades = [(10 * i, 200, 40) for i in range(1, 5)]
-    later = [asyncio.ensure_future(engine.encode(ModelRef(), [ImageInput(solid_image(s))])) for s in shades]
+    later = [encoding(engine, ImageInput(solid_image(shade))) for shade in shades]
     await until(lambda: vision.batcher.queued_items() == len(shades), "every later call is queued")
     vision.gate.set()
     await first
