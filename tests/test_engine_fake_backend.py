@@ -281,3 +281,25 @@ def test_a_gate_left_closed_fails_the_run_instead_of_hanging(monkeypatch):
             model.submit_texts(["a text"]).result()
     finally:
         model.close()
+
+
+def check_the_server_answers_over_grpc(root: Path) -> None:
+    from crossmodal import CrossModalClient
+    from tests.fixtures.fake_backend import write_fake_repository
+    from tests.fixtures.server import in_process_server
+
+    with registered_fake_backends():
+        repository = write_fake_repository(root / "repository", dim=DIM, logit_scale=LOGIT_SCALE)
+        with in_process_server(repository) as served, CrossModalClient(served.address) as client:
+            encoded = client.encode(["a dog", solid_image(RED)])
+            compared = client.compare([solid_image(TEAL)], ["teal", "a dog"])
+    expected = np.concatenate([text_embedding(["a dog"], DIM), image_embedding(colour(RED), DIM)])
+    np.testing.assert_allclose([e.values for e in encoded.embeddings], expected, atol=1e-6)
+    assert sorted((m.name, m.version) for m in encoded.model.models) == [("fake_text", 1), ("fake_vision", 1)]
+    similarity = image_embedding(colour(TEAL), DIM) @ text_embedding(["teal", "a dog"], DIM).T
+    np.testing.assert_allclose(compared.similarity, similarity.ravel(), atol=1e-5)
+    np.testing.assert_allclose(compared.probabilities, softmax(LOGIT_SCALE * similarity).ravel(), atol=1e-5)
+
+
+def test_the_server_over_fake_backends_without_torch(tmp_path):
+    run_without_heavy_libraries("check_the_server_answers_over_grpc", tmp_path)
