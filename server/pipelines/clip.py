@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from crossmodal.v1 import model_config_pb2 as mc
-from server.backends.base import Capability, ImageEmbedder, TextEmbedder, has
+from server.backends.base import ImageEmbedder, TextEmbedder, has
 from server.core.cancellation import check_cancelled, current_token, run_with_token
 from server.core.config import Limits
 from server.core.errors import (
@@ -32,12 +31,15 @@ from server.core.types import ImageInput, Input, TextOutcome, TranslateOptions
 from server.images.decode import ImageDecodeError, ImageTooLarge, load_rgb, open_image
 from server.images.decode_cost import decode_bytes
 from server.memory_budget import MemoryBudget
+from server.pipelines.kinds import CLIP
 from server.pipelines.language import CHINESE
 from server.pipelines.text import Offload, describe_text, resolve_translator, translate_outcomes
-from server.repository.model_config import parameter
 from server.repository.repository import ModelRepository
+from server.repository.specs import PipelineSpec
 
 log = logging.getLogger(__name__)
+
+VISION, TEXT, TRANSLATOR = (CLIP.role(name) for name in ("vision", "text", "translator"))
 
 
 @dataclass(frozen=True)
@@ -230,10 +232,12 @@ def _described(
         return None
 
 
-def _towers(config: mc.ModelConfig, name: str) -> tuple[str, str]:
-    vision_name, text_name = parameter(config, "vision_model"), parameter(config, "text_model")
+def _towers(spec: PipelineSpec) -> tuple[str, str]:
+    vision_name, text_name = spec.parts.get(VISION.name), spec.parts.get(TEXT.name)
     if not vision_name or not text_name:
-        raise ModelNotReady(f"pipeline '{name}': config.pbtxt must name vision_model and text_model")
+        raise ModelNotReady(
+            f"pipeline '{spec.name}': config.pbtxt must name {VISION.parameter} and {TEXT.parameter}"
+        )
     return vision_name, text_name
 
 
@@ -243,8 +247,8 @@ def _common_versions(repository: ModelRepository, name: str, towers: tuple[str, 
 
 
 def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> ClipPipeline:
-    config = repository.pipeline_config(name)
-    vision_name, text_name = towers = _towers(config, name)
+    spec = repository.pipeline_spec(name)
+    vision_name, text_name = towers = _towers(spec)
     with repository.consistent():  # no version may come or go between choosing it and taking both towers
         common = _common_versions(repository, name, towers)
         if version == 0:
@@ -262,15 +266,15 @@ def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> Cl
             )
         vision = repository.model(vision_name, version)
         text = repository.model(text_name, version)
-    if not has(vision, Capability.EMBED_IMAGES) or not has(text, Capability.EMBED_TEXTS):
+    if not has(vision, VISION.capability) or not has(text, TEXT.capability):
         raise ModelNotReady(f"pipeline '{name}': {vision_name} must embed images and {text_name} texts")
-    return ClipPipeline(name, vision, text, repository, parameter(config, "translator"))
+    return ClipPipeline(name, vision, text, repository, spec.parts.get(TRANSLATOR.name))
 
 
 def pipeline_versions(repository: ModelRepository, name: str) -> list[int]:
     """The versions the pipeline can serve now: ready in both towers."""
     try:
-        return _common_versions(repository, name, _towers(repository.pipeline_config(name), name))
+        return _common_versions(repository, name, _towers(repository.pipeline_spec(name)))
     except (ModelNotFound, ModelNotReady):
         return []
 

@@ -10,10 +10,12 @@ from server.backends.base import Capability, Translator, has
 from server.core.config import Limits
 from server.core.errors import InvalidInput, LimitExceeded, ModelNotFound
 from server.core.types import TextOutcome, TranslateOptions
+from server.pipelines.kinds import CLIP
 from server.pipelines.language import CHINESE, detect_language, unescape_entities
 from server.pipelines.segmentation import segment
-from server.repository.model_config import parameter
 from server.repository.repository import ModelRepository
+
+TRANSLATOR = CLIP.role("translator").name  # the pipeline part that translates
 
 # Characters that show nothing: white space, format characters (zero-width spaces and joiners, the soft
 # hyphen, bidirectional marks, tags) and control characters. A text of only these is as empty as a blank one.
@@ -62,7 +64,7 @@ async def translate_outcomes(
 
 
 def translator_name(repository: ModelRepository, pipeline: str) -> str | None:
-    return parameter(repository.pipeline_config(pipeline), "translator")
+    return repository.pipeline_spec(pipeline).parts.get(TRANSLATOR)
 
 
 def _queued_translations(translator: Translator, texts: list[str], options: TranslateOptions):

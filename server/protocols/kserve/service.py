@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from crossmodal.v1 import model_config_pb2 as mc
 from inference import grpc_service_pb2 as kpb
 from inference import grpc_service_pb2_grpc as kpb_grpc
 from server import __version__
@@ -15,6 +14,7 @@ from server.pipelines.clip import pipeline_ready, pipeline_versions
 from server.protocols.common import CallRunner, grpc_handler
 from server.protocols.grpc_v1 import convert
 from server.protocols.kserve import models as exposed_models
+from server.protocols.kserve.signatures import config_with_tensors, metadata_tensors
 from server.protocols.kserve.statistics import model_statistics
 from server.protocols.kserve.tensors import decode_inputs, raw_contents
 from server.repository.control import ModelController
@@ -23,7 +23,6 @@ from server.repository.versions import VERSION_FOLDER
 
 # What this server really offers of the protocol's extensions.
 EXTENSIONS = ["model_repository", "model_configuration", "statistics"]
-DATATYPES = {"FP32": mc.TYPE_FP32, "INT64": mc.TYPE_INT64, "BYTES": mc.TYPE_STRING}
 
 
 def version_number(text: str) -> int:
@@ -53,13 +52,6 @@ def refuse_load_overrides(model: str, parameters) -> None:
             f"RepositoryModelLoad of '{model}': parameter(s) {overrides} are not supported (config and "
             f"file overrides); put the config.pbtxt and model files in the repository folder instead"
         )
-
-
-def _tensor_metadata(specs) -> list[kpb.ModelMetadataResponse.TensorMetadata]:
-    return [
-        kpb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape)
-        for t in specs
-    ]
 
 
 class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
@@ -94,37 +86,26 @@ class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
 
     @grpc_handler
     async def ModelMetadata(self, request, context) -> kpb.ModelMetadataResponse:
-        exposed = await self._runner.call(
+        described = await self._runner.call(
             exposed_models.describe, self._engine, request.name, version_number(request.version)
         )
         return kpb.ModelMetadataResponse(
-            name=exposed.name,
+            name=described.name,
             versions=[str(v) for v in self._versions(request.name)],
-            platform=exposed.platform,
-            inputs=_tensor_metadata(exposed.inputs),
-            outputs=_tensor_metadata(exposed.outputs),
+            platform=described.platform,
+            inputs=metadata_tensors(described.signature.inputs),
+            outputs=metadata_tensors(described.signature.outputs),
         )
 
     @grpc_handler
     async def ModelConfig(self, request, context) -> kpb.ModelConfigResponse:
         version = version_number(request.version)
-        exposed = await self._runner.call(exposed_models.describe, self._engine, request.name, version)
+        described = await self._runner.call(exposed_models.describe, self._engine, request.name, version)
         if self._repository.is_pipeline(request.name):
             source = self._repository.pipeline_config(request.name)
         else:
             source = self._repository.model(request.name, version).config
-        config = mc.ModelConfig()
-        config.CopyFrom(source)
-        if not config.input and not config.output:  # describe the tensors the protocol serves
-            for spec in exposed.inputs:
-                config.input.add(
-                    name=spec.name, data_type=DATATYPES[spec.datatype], dims=spec.shape[1:] or (1,)
-                )
-            for spec in exposed.outputs:
-                config.output.add(
-                    name=spec.name, data_type=DATATYPES[spec.datatype], dims=spec.shape[1:] or (1,)
-                )
-        return kpb.ModelConfigResponse(config=config)
+        return kpb.ModelConfigResponse(config=config_with_tensors(source, described.signature))
 
     @grpc_handler
     async def ModelInfer(self, request, context) -> kpb.ModelInferResponse:
