@@ -132,7 +132,8 @@ class DynamicBatcher:
         return call.future
 
     def run(self, items: Sequence[Any], group: Hashable = None) -> list[Any]:
-        """Submits and waits. A cancelled call (see cancellation.py) withdraws what has not run yet."""
+        """Submits and waits, holding this thread (tools, tests); calls await a Pending instead. A
+        cancelled call (see cancellation.py) withdraws what has not run yet."""
         return self.wait(self.submit(items, group))
 
     def wait(self, future: Future) -> list[Any]:

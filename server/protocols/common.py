@@ -71,6 +71,7 @@ class CallRunner:
         self._metrics = metrics
 
     async def call(self, function, *args):
+        """function(*args) as one call of this server (see run_as_call)."""
         return await run_as_call(self.executor, function, *args)
 
     async def offload(self, function, *args):
