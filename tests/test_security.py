@@ -92,9 +92,10 @@ def test_bearer_token_is_required_except_for_health(tmp_path, monkeypatch, capsy
         with CrossModalClient(address, timeout=10, security=Security(token="s3cret-token")) as client:
             assert len(client.encode(["a dog"]).embeddings) == 1
             assert client.compare(["a dog"], ["a cat", "两只狗"]).cols == 2
-            assert client.classify(["a dog"], ["dog", "cat"]).results
-            assert client.translate(["两只狗"]).results[0].translations
-            assert client.repository_index().models
+            assert [len(r.scores) for r in client.classify(["a dog"], ["dog", "cat"]).results] == [2]
+            assert len(client.translate(["两只狗"]).results[0].translations) == 5  # the default n-best
+            names = {m.name for m in client.repository_index().models}
+            assert names == {"clip", "clip_vision", "clip_text", "opus_mt_zh_en"}
         for token, reason in ((None, "missing bearer token"), ("wrong", "wrong bearer token")):
             with CrossModalClient(address, timeout=10, security=Security(token=token)) as client:
                 with pytest.raises(grpc.RpcError) as refused:
