@@ -1,6 +1,6 @@
-"""The engine, its pipelines and batchers over the NumPy fake backends, in a process where torch and
-transformers cannot be imported: serving needs neither. (onnxruntime is still imported, by the backend
-registry's import of the ONNX backends, though the fakes never run it.)
+"""The engine, its pipelines and batchers, and the whole gRPC server, over the NumPy fake backends, in a
+process where torch and transformers cannot be imported: serving needs neither. (onnxruntime is still
+imported, by the repository's and the registry's imports of the ONNX backends, though no fake runs it.)
 
 Each test runs one `check_*` function below in such a process (so the checks import nothing heavy at the
 top of this module either); expectations are computed with the fakes' own arithmetic and NumPy.
