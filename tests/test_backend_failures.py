@@ -13,9 +13,12 @@ from onnxruntime.capi.onnxruntime_pybind11_state import EPFail
 from server.backends import registry
 from server.backends.base import Backend, Capability, Signature, TensorSpec
 from server.backends.onnx.failures import unrecoverable
+from server.backends.onnx.model import ModelSource
 from server.batching.batcher import DynamicBatcher
 from server.core.errors import InvalidInput, ModelLoadError, ModelNotReady
+from server.repository.model_config import parse_model_config
 from server.repository.repository import ModelRepository, State
+from server.repository.specs import model_spec
 
 ILLEGAL_ADDRESS = "[ONNXRuntimeError] : 1 : FAIL : CUDA failure 700: an illegal memory access was encountered"
 
@@ -151,9 +154,18 @@ def test_a_config_without_a_known_model_type_is_refused_with_the_known_kinds(tmp
         registry.backend_class(repository_source(tmp_path, "unknown"))
 
 
-def repository_source(root, name):
-    from server.backends.onnx.model import ModelSource
-    from server.repository.model_config import load_model_config
-    from server.repository.specs import model_spec
+def test_a_model_type_is_refused_on_a_platform_it_does_not_run_on(tmp_path):
+    (tmp_path / "vision" / "1").mkdir(parents=True)
+    (tmp_path / "vision" / "config.pbtxt").write_text(
+        'platform: "openvino"\nparameters { key: "model_type" value { string_value: "clip_vision" } }\n'
+    )
+    refused = "model 'vision': model_type 'clip_vision' runs on platform 'onnxruntime_onnx', not 'openvino'"
+    with pytest.raises(ModelLoadError, match=refused):
+        registry.backend_class(repository_source(tmp_path, "vision"))
 
-    return ModelSource(name, 1, root / name / "1", model_spec(load_model_config(root / name)))
+
+def repository_source(root, name):
+    """Version 1 of a model folder, its config parsed without the repository's platform check."""
+    config = parse_model_config((root / name / "config.pbtxt").read_text())
+    config.name = name
+    return ModelSource(name, 1, root / name / "1", model_spec(config))

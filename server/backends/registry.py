@@ -19,7 +19,8 @@ BACKENDS: dict[str, type[Backend]] = {
 
 
 def backend_class(source: ModelSource) -> type[Backend]:
-    """The class for the config's model_type; refused with the known kinds when there is none."""
+    """The class for the config's model_type (on the platform it names); refused with the known kinds
+    when there is none."""
     name, model_type = source.spec.name, source.spec.parameters.get("model_type")
     if model_type is None:
         raise ModelLoadError(
@@ -28,7 +29,13 @@ def backend_class(source: ModelSource) -> type[Backend]:
         )
     if model_type not in BACKENDS:
         raise ModelLoadError(f"model '{name}': unknown model_type '{model_type}' (known: {sorted(BACKENDS)})")
-    return BACKENDS[model_type]
+    backend = BACKENDS[model_type]
+    if backend.platform and source.spec.platform != backend.platform:
+        raise ModelLoadError(
+            f"model '{name}': model_type '{model_type}' runs on platform '{backend.platform}', "
+            f"not '{source.spec.platform}'"
+        )
+    return backend
 
 
 def build_backend(source: ModelSource, factory: SessionFactory) -> Backend:
