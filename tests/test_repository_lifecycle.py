@@ -37,10 +37,10 @@ def test_an_unloaded_version_serves_its_calls_in_flight_then_closes(repository):
         assert states(repository, "clip_text") == [(1, State.UNLOADING)]
         with pytest.raises(ModelNotFound):
             repository.model("clip_text", 0)  # no new call gets it
-        assert model.embed(["still served"]).shape[0] == 1  # the call holding it goes on
+        assert model.submit_texts(["still served"]).result().shape[0] == 1  # the call holding it goes on
     assert states(repository, "clip_text") == []
     with pytest.raises(ModelNotReady, match="shutting down"):
-        model.embed(["after the last call"])
+        model.submit_texts(["after the last call"])
 
 
 def test_a_version_no_call_holds_closes_at_once(repository):
@@ -57,7 +57,7 @@ def test_a_bad_config_keeps_the_loaded_versions_serving(repository):
     index = {(s.version, s.state): s.reason for s in repository.statuses("clip_text")}
     assert (1, State.READY) in index
     assert "invalid config.pbtxt" in index[(0, State.UNAVAILABLE)]
-    assert repository.model("clip_text", 0).embed(["a dog"]).shape[0] == 1
+    assert repository.model("clip_text", 0).submit_texts(["a dog"]).result().shape[0] == 1
 
 
 @pytest.mark.parametrize("name", ["../clip_text", "/etc/passwd", "..", "a/b", ""])

@@ -7,7 +7,6 @@ each padded only to its own longest text (never to the context length).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
 
 import numpy as np
 
@@ -60,29 +59,17 @@ class ClipTextModel(OnnxModel):
             )
         sequences = [row[keep != 0].astype(np.int64).tolist() for row, keep in zip(ids, mask, strict=True)]
         output = self.output_name
-        return self._submit_token_ids(sequences).then(lambda embeds: {output: embeds})
+        self._check_token_ids(sequences)
+        return self._submit_ids(sequences).then(lambda embeds: {output: embeds})
 
-    def submit(self, texts: Sequence[str]) -> Future:
-        """Tokenises here (in the caller's thread) and queues; the future gives one embedding per text."""
-        return self.batcher.submit(self.tokenizer.token_ids(list(texts)))
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """[N] texts -> [N, D], L2-normalised, in input order."""
-        return self.submit_texts(texts).result()
-
-    def embed_token_ids(self, sequences: Sequence[list[int]]) -> np.ndarray:
-        """Already tokenised texts (each with its start and end token) -> [N, D], through the batcher."""
-        return self._submit_token_ids(sequences).result()
-
-    def _submit_token_ids(self, sequences: Sequence[list[int]]) -> Pending[np.ndarray]:
-        """Checks ids from a caller (each with its start and end token), then queues them."""
+    def _check_token_ids(self, sequences: list[list[int]]) -> None:
+        """Ids from a caller (each with its start and end token) must fit the context and the vocabulary."""
         limit, vocab = self.tokenizer.context_length, self.tokenizer.vocab_size
         for row, sequence in enumerate(sequences):
             if not 0 < len(sequence) <= limit:
                 raise InvalidInput(f"input_ids row {row}: {len(sequence)} tokens; 1 to {limit} are accepted")
             if min(sequence) < 0 or max(sequence) >= vocab:
                 raise InvalidInput(f"input_ids row {row}: token ids must be in 0..{vocab - 1}")
-        return self._submit_ids(list(sequences))
 
     def _submit_ids(self, sequences: list[list[int]]) -> Pending[np.ndarray]:
         dim = self.embedding_dim

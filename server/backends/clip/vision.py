@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
 
 import numpy as np
 from PIL import Image
@@ -54,14 +53,6 @@ class ClipVisionModel(OnnxModel):
         _check_finite(pixels, self.pixels_input)
         output = self.output_name
         return self.submit_images(list(pixels.astype(np.float32))).then(lambda embeds: {output: embeds})
-
-    def submit(self, pixels: Sequence[np.ndarray]) -> Future:
-        """Queues preprocessed images ([3, H, W] each); the future gives one embedding [D] per image."""
-        return self.batcher.submit(list(pixels))
-
-    def embed(self, pixels: np.ndarray) -> np.ndarray:
-        """[N, 3, H, W] -> [N, D], L2-normalised, through the batcher."""
-        return self.submit_images(list(pixels)).result()
 
     def _run(self, pixels: Sequence[np.ndarray]) -> list[np.ndarray]:
         embeds = self.session.run([self.output_name], {self.pixels_input: np.stack(pixels)})[0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -116,25 +115,17 @@ class MarianModel(Backend):
         self, texts: Sequence[str], options: TranslateOptions
     ) -> Pending[list[list[Hypothesis]]]:
         """Queues the sentences; only sentences with the same search settings decode together."""
-        settings, items = self._items(texts, options)
-        return queued(self.batcher, items, group=settings)
-
-    def translate(self, texts: list[str], options: TranslateOptions) -> list[list[Hypothesis]]:
-        """n-best translations per text, best first, through the batcher."""
-        return self.submit_translations(texts, options).result()
-
-    def submit(self, texts: list[str], options: TranslateOptions) -> Future:
-        """Queues the sentences; only sentences with the same search settings decode together."""
-        settings, items = self._items(texts, options)
-        return self.batcher.submit(items, settings)
-
-    def _items(self, texts: Sequence[str], options: TranslateOptions) -> tuple[SearchSettings, list]:
         settings = search_settings(self.defaults, options, self.max_positions)
         items = []
         for text in texts:
             check_cancelled("Marian tokenising")
             items.append((settings, self.tokenizer.encode(text)))
-        return settings, items
+        return queued(self.batcher, items, group=settings)
+
+    def translate(self, texts: list[str], options: TranslateOptions) -> list[list[Hypothesis]]:
+        """n-best translations per text, best first, through the batcher (waiting on this thread: for
+        tools and benchmarks)."""
+        return self.submit_translations(texts, options).result()
 
     def _run(self, items: Sequence[tuple[SearchSettings, list[int]]]) -> list[list[Hypothesis]]:
         """One beam search over sentences from any number of calls (one group: same settings)."""
