@@ -82,3 +82,11 @@ def test_translator_queues_and_answers_through_a_pending(repository):
     assert pending.result() == translator.translate(["你好", "两只狗"], options)
     with pytest.raises(InvalidInput, match="num_hypotheses"):
         translator.check_options(TranslateOptions(num_beams=2, num_hypotheses=3))
+
+
+def test_the_repository_answers_the_spec_a_version_was_loaded_with(repository):
+    spec = repository.model_spec("clip_text", 0)
+    model = repository.model("clip_text", 0)
+    assert (spec.name, spec.platform) == ("clip_text", "onnxruntime_onnx")
+    assert spec is model.spec and spec.parameters["model_type"] == "clip_text"
+    assert spec.proto.name == "clip_text"  # as written, for KServe's ModelConfig

@@ -30,7 +30,7 @@ from server.core.errors import InvalidInput, ModelLoadError, ModelNotFound, Mode
 from server.pipelines.kinds import PIPELINE_KINDS, PipelineKind
 from server.repository.fingerprint import Fingerprint, fingerprint
 from server.repository.model_config import load_model_config
-from server.repository.specs import PipelineSpec, spec_of
+from server.repository.specs import ModelSpec, PipelineSpec, spec_of
 from server.repository.versions import discover_versions, select_versions
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class VersionStatus:
     state: State
     reason: str = ""
     model: Backend | None = None
+    spec: ModelSpec | None = None  # the config the model was loaded with
     leases: int = 0  # calls holding it now
     leaving: bool = False  # no longer wanted; unloads as soon as no pipeline needs it
 
@@ -206,7 +207,7 @@ class ModelRepository:
         with self._lock:
             if serving is not None and serving.state is State.READY:
                 self._start_unloading(serving, idle)  # the previous load of this version finishes its calls
-            self._put(VersionStatus(name, version, State.READY, model=model))
+            self._put(VersionStatus(name, version, State.READY, model=model, spec=source.spec))
         self._close_all(idle)
         log.info("model %s version %d: READY on %s (%s)", name, version, model.provider, model.model_type)
 
@@ -380,6 +381,20 @@ class ModelRepository:
     def model(self, name: str, version: int) -> Backend:
         """A ready version (0 = the newest ready one), leased to the current call scope if any."""
         with self._lock:
+            status = self._ready(name, version)
+            held = _held.get()
+            if held is not None:
+                status.leases += 1
+                held.append(status)
+            return status.model
+
+    def model_spec(self, name: str, version: int) -> ModelSpec:
+        """The spec a ready version (0 = the newest ready one) was loaded with."""
+        with self._lock:
+            return self._ready(name, version).spec
+
+    def _ready(self, name: str, version: int) -> VersionStatus:
+        with self._lock:
             self._settle_failures()
             versions = self._versions.get(name)
             if versions is None:
@@ -400,11 +415,7 @@ class ModelRepository:
                     raise ModelNotReady(
                         f"model '{name}' version {version} is {status.state.value}: {status.reason}"
                     )
-            held = _held.get()
-            if held is not None:
-                status.leases += 1
-                held.append(status)
-            return status.model
+            return status
 
     def index(self) -> list[VersionStatus]:
         with self._lock:
