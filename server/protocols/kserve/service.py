@@ -104,7 +104,7 @@ class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
         if self._repository.is_pipeline(request.name):
             source = self._repository.pipeline_config(request.name)
         else:
-            source = self._repository.model(request.name, version).config
+            source = self._repository.model_spec(request.name, version).proto
         return kpb.ModelConfigResponse(config=config_with_tensors(source, described.signature))
 
     @grpc_handler
