@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import signal
 import tempfile
@@ -18,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from crossmodal import CrossModalClient
 from server.app import STOP_MARGIN_SECONDS
 from server.core.cancellation import calls_on
-from server.protocols.grpc_v1.service import run_in_worker
+from server.protocols.common import run_as_call
 from tests.helpers import ROOT, in_process_server, running_server
 from tests.test_cancellation import chinese_texts
 
@@ -59,11 +58,11 @@ def test_sigterm_finishes_calls_in_flight_refuses_new_ones_and_exits_zero(slow_r
 
 def test_draining_health_is_not_serving():
     served = in_process_server(ROOT / "model_repository")
-    with served as (address, server), grpc.insecure_channel(address) as channel:
+    with served as running, grpc.insecure_channel(running.address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         request = health_pb2.HealthCheckRequest(service="crossmodal.v1.CrossModal")
         assert stub.Check(request).status == health_pb2.HealthCheckResponse.SERVING
-        asyncio.run_coroutine_threadsafe(server.health.drain(), server.loop).result(10)
+        running.run(running.server.health.drain(), 10)
         for name in ("", "crossmodal.v1.CrossModal", "clip", "clip_vision"):
             status = stub.Check(health_pb2.HealthCheckRequest(service=name)).status
             assert status == health_pb2.HealthCheckResponse.NOT_SERVING, name
@@ -137,18 +136,17 @@ def test_sigterm_cuts_off_a_busy_call_after_the_grace_period_and_exits_zero():
 
 
 def test_stop_does_not_wait_for_work_that_ignores_its_cancellation():
-    with in_process_server(ROOT / "model_repository", grace_seconds=0.5) as (_, server):
+    with in_process_server(ROOT / "model_repository", grace_seconds=0.5) as running:
+        server = running.server
         release = threading.Event()
-        stuck = asyncio.run_coroutine_threadsafe(
-            run_in_worker(server._executor, release.wait, 60), server.loop
-        )
+        stuck = running.submit(run_as_call(server._executor, release.wait, 60))
         calls = calls_on(server._executor)
         deadline = time.monotonic() + 5
         while not calls.running() and time.monotonic() < deadline:
             time.sleep(0.01)
         assert calls.running() == ["Event.wait"]
         started = time.monotonic()
-        clean = asyncio.run_coroutine_threadsafe(server.stop(), server.loop).result(60)
+        clean = running.run(server.stop(), 60)
         took = time.monotonic() - started
         release.set()
         stuck.result(10)

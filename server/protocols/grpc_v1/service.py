@@ -9,14 +9,11 @@ from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
 from server.core.errors import CrossModalError, InvalidInput, NotAllowed
 from server.core.types import Input, TextInput
 from server.engine import Engine, label_prompts
-from server.protocols.common import CallRunner, grpc_handler, run_as_call, status_code
+from server.protocols.common import CallRunner, grpc_handler, status_code
 from server.protocols.grpc_v1 import convert
 from server.protocols.grpc_v1.response_size import LABEL_SCORE_BYTES, check_response_size
 from server.repository.control import ModelController
 from server.retrieval.retrieval import Retrieval
-
-# The former name of run_as_call, which tests of the stopping server import from here.
-run_in_worker = run_as_call
 
 
 def texts(items: list[Input]) -> list[str]:
