@@ -27,6 +27,7 @@ class FailingEmbedder(Backend):
     """Embeds texts as [len, 1]; a text naming an error makes its run raise that error."""
 
     model_type = "test_failing"
+    platform = "test_platform"
     capabilities = frozenset({Capability.EMBED_TEXTS})
     errors: ClassVar[dict] = {
         "epfail": lambda: EPFail("CUDAExecutionProvider: the device is gone"),
@@ -72,10 +73,11 @@ class FailingEmbedder(Backend):
 
 @pytest.fixture
 def repository(tmp_path, monkeypatch):
-    monkeypatch.setitem(registry.BACKENDS, FailingEmbedder.model_type, FailingEmbedder)
+    kind = FailingEmbedder
+    monkeypatch.setitem(registry.BACKENDS, (kind.platform, kind.model_type), kind)  # its platform too
     (tmp_path / "failing" / "1").mkdir(parents=True)
     model_type = 'parameters { key: "model_type" value { string_value: "test_failing" } }'
-    (tmp_path / "failing" / "config.pbtxt").write_text(f'platform: "onnxruntime_onnx"\n{model_type}\n')
+    (tmp_path / "failing" / "config.pbtxt").write_text(f'platform: "test_platform"\n{model_type}\n')
     loaded = ModelRepository(tmp_path, factory=None)
     loaded.load_all()
     yield loaded
@@ -145,7 +147,7 @@ def test_a_config_without_a_known_model_type_is_refused_with_the_known_kinds(tmp
     repository = ModelRepository(tmp_path, factory=None)
     repository.load_all()
     reasons = {s.name: s.reason for s in repository.index()}
-    known = str(sorted(registry.BACKENDS))
+    known = str(registry.model_types())
     assert reasons["untyped"] == (
         f"model 'untyped': config.pbtxt needs parameters {{ key: \"model_type\" ... }} naming one of {known}"
     )
@@ -159,7 +161,7 @@ def test_a_model_type_is_refused_on_a_platform_it_does_not_run_on(tmp_path):
     (tmp_path / "vision" / "config.pbtxt").write_text(
         'platform: "openvino"\nparameters { key: "model_type" value { string_value: "clip_vision" } }\n'
     )
-    refused = "model 'vision': model_type 'clip_vision' runs on platform 'onnxruntime_onnx', not 'openvino'"
+    refused = "model 'vision': model_type 'clip_vision' runs on platform onnxruntime_onnx, not 'openvino'"
     with pytest.raises(ModelLoadError, match=refused):
         registry.backend_class(repository_source(tmp_path, "vision"))
 

@@ -100,8 +100,12 @@ def test_name_must_match_folder_and_defaults_to_it(tmp_path):
 
 
 def test_unsupported_platform_is_refused(tmp_path):
+    model_dir = _model_dir(tmp_path, "tf", 'platform: "tensorflow_savedmodel"')
     with pytest.raises(ModelLoadError, match="unsupported platform 'tensorflow_savedmodel'"):
-        load_model_config(_model_dir(tmp_path, "tf", 'platform: "tensorflow_savedmodel"'))
+        load_model_config(model_dir)  # ONNX only, unless the caller names the platforms it serves
+    with pytest.raises(ModelLoadError, match=r"\(supported: numpy, onnxruntime_onnx, crossmodal_pipeline\)"):
+        load_model_config(model_dir, {"onnxruntime_onnx", "numpy"})
+    assert load_model_config(model_dir, {"tensorflow_savedmodel"}).platform == "tensorflow_savedmodel"
 
 
 def test_version_folders_are_positive_integers(tmp_path):

@@ -1,5 +1,6 @@
-"""The one table from a config's `model_type` parameter to the backend class that serves it, and the one
-factory that builds and warms a version. A new kind of model is one module and one line in BACKENDS."""
+"""The one table from a config's platform and `model_type` parameter to the backend class that serves it,
+and the one factory that builds and warms a version. A new kind of model is one module and one line in
+BACKENDS; its platform is then one the repository accepts."""
 
 from __future__ import annotations
 
@@ -11,31 +12,44 @@ from server.backends.onnx.model import ModelSource
 from server.backends.onnx.session import SessionFactory
 from server.core.errors import ModelLoadError
 
-BACKENDS: dict[str, type[Backend]] = {
-    ClipVisionModel.model_type: ClipVisionModel,
-    ClipTextModel.model_type: ClipTextModel,
-    MarianModel.model_type: MarianModel,
+# (platform, model_type) -> class. An entry keyed by model_type alone serves it on any platform; kinds
+# registered before platforms were part of the key (test fakes) still use that form.
+BACKENDS: dict[tuple[str, str] | str, type[Backend]] = {
+    (ClipVisionModel.platform, ClipVisionModel.model_type): ClipVisionModel,
+    (ClipTextModel.platform, ClipTextModel.model_type): ClipTextModel,
+    (MarianModel.platform, MarianModel.model_type): MarianModel,
 }
 
 
+def platforms() -> frozenset[str]:
+    """The platforms some registered backend runs on."""
+    return frozenset(key[0] for key in BACKENDS if isinstance(key, tuple))
+
+
+def model_types() -> list[str]:
+    return sorted({key[1] if isinstance(key, tuple) else key for key in BACKENDS})
+
+
 def backend_class(source: ModelSource) -> type[Backend]:
-    """The class for the config's model_type (on the platform it names); refused with the known kinds
-    when there is none."""
-    name, model_type = source.spec.name, source.spec.parameters.get("model_type")
+    """The class for the config's platform and model_type; refused with the known kinds when there is
+    none."""
+    spec = source.spec
+    name, platform, model_type = spec.name, spec.platform, spec.parameters.get("model_type")
     if model_type is None:
         raise ModelLoadError(
             f"model '{name}': config.pbtxt needs parameters {{ key: \"model_type\" ... }} "
-            f"naming one of {sorted(BACKENDS)}"
+            f"naming one of {model_types()}"
         )
-    if model_type not in BACKENDS:
-        raise ModelLoadError(f"model '{name}': unknown model_type '{model_type}' (known: {sorted(BACKENDS)})")
-    backend = BACKENDS[model_type]
-    if backend.platform and source.spec.platform != backend.platform:
+    backend = BACKENDS.get((platform, model_type)) or BACKENDS.get(model_type)
+    if backend is not None:
+        return backend
+    elsewhere = sorted(key[0] for key in BACKENDS if isinstance(key, tuple) and key[1] == model_type)
+    if elsewhere:
         raise ModelLoadError(
-            f"model '{name}': model_type '{model_type}' runs on platform '{backend.platform}', "
-            f"not '{source.spec.platform}'"
+            f"model '{name}': model_type '{model_type}' runs on platform {' or '.join(elsewhere)}, "
+            f"not '{platform}'"
         )
-    return backend
+    raise ModelLoadError(f"model '{name}': unknown model_type '{model_type}' (known: {model_types()})")
 
 
 def build_backend(source: ModelSource, factory: SessionFactory) -> Backend:

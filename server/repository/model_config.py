@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -13,9 +14,8 @@ from server.core.errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 ONNX_PLATFORM = "onnxruntime_onnx"
-ONNX_PLATFORMS = {ONNX_PLATFORM}
-ONNX_BACKENDS = {"onnxruntime"}
 PIPELINE_PLATFORM = "crossmodal_pipeline"
+BACKEND_PLATFORMS = {"onnxruntime": ONNX_PLATFORM}  # Triton configs may name a backend but no platform
 
 
 def parse_model_config(text: str, source: str = "<config>") -> mc.ModelConfig:
@@ -33,8 +33,9 @@ def parse_model_config(text: str, source: str = "<config>") -> mc.ModelConfig:
     return config
 
 
-def load_model_config(model_dir: Path) -> mc.ModelConfig:
-    """Loads and checks `<model_dir>/config.pbtxt`; the model name defaults to the folder name."""
+def load_model_config(model_dir: Path, platforms: Collection[str] = (ONNX_PLATFORM,)) -> mc.ModelConfig:
+    """Loads and checks `<model_dir>/config.pbtxt`; the model name defaults to the folder name. A model
+    must name one of `platforms` (the repository passes those its backend registry knows)."""
     path = model_dir / "config.pbtxt"
     try:
         text = path.read_text(encoding="utf-8")
@@ -45,10 +46,10 @@ def load_model_config(model_dir: Path) -> mc.ModelConfig:
         config.name = model_dir.name
     elif config.name != model_dir.name:
         raise ModelLoadError(f"{path}: name '{config.name}' does not match its folder '{model_dir.name}'")
-    if not is_pipeline(config) and not is_onnx(config):
+    if not is_pipeline(config) and platform_of(config) not in platforms:
         raise ModelLoadError(
             f"{path}: unsupported platform '{config.platform}' / backend '{config.backend}' "
-            f"(supported: {ONNX_PLATFORM}, {PIPELINE_PLATFORM})"
+            f"(supported: {', '.join(sorted(platforms))}, {PIPELINE_PLATFORM})"
         )
     if config.max_batch_size < 0:
         raise ModelLoadError(f"{path}: max_batch_size must not be negative")
@@ -59,8 +60,9 @@ def is_pipeline(config: mc.ModelConfig) -> bool:
     return config.platform == PIPELINE_PLATFORM
 
 
-def is_onnx(config: mc.ModelConfig) -> bool:
-    return config.platform in ONNX_PLATFORMS or (not config.platform and config.backend in ONNX_BACKENDS)
+def platform_of(config: mc.ModelConfig) -> str:
+    """The platform the config names, or the one its backend implies."""
+    return config.platform or BACKEND_PLATFORMS.get(config.backend, "")
 
 
 def parameter(config: mc.ModelConfig, key: str, default: str | None = None) -> str | None:

@@ -23,7 +23,7 @@ from crossmodal.v1 import model_config_pb2 as mc
 from server.backends.base import Backend
 from server.backends.onnx.model import ModelSource
 from server.backends.onnx.session import SessionFactory
-from server.backends.registry import build_backend
+from server.backends.registry import build_backend, platforms
 from server.batching.batcher import BatchObserver
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
 from server.core.errors import InvalidInput, ModelLoadError, ModelNotFound, ModelNotReady
@@ -137,7 +137,7 @@ class ModelRepository:
             now = fingerprint(model_dir)
             before, self._seen[name] = self._seen.get(name), now
             try:
-                spec = spec_of(load_model_config(model_dir), self._pipeline_kinds)
+                spec = spec_of(load_model_config(model_dir, platforms()), self._pipeline_kinds)
                 if isinstance(spec, PipelineSpec):
                     self._set_pipeline(name, spec)
                     return []

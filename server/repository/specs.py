@@ -14,7 +14,7 @@ from crossmodal.v1 import model_config_pb2 as mc
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS, BatchSettings, DynamicBatching
 from server.core.errors import ModelLoadError
 from server.pipelines.kinds import DEFAULT_KIND, KIND_PARAMETER, PipelineKind
-from server.repository.model_config import ONNX_PLATFORM, is_pipeline
+from server.repository.model_config import is_pipeline, platform_of
 
 KIND_GPU, KIND_CPU, KIND_MODEL = "KIND_GPU", "KIND_CPU", "KIND_MODEL"  # others (KIND_AUTO): GPU if it can
 
@@ -104,7 +104,6 @@ def model_spec(config: mc.ModelConfig) -> ModelSpec:
     if config.instance_group:
         group = config.instance_group[0]
         device = DeviceSpec(mc.ModelInstanceGroup.Kind.Name(group.kind), tuple(group.gpus))
-    platform = config.platform or (ONNX_PLATFORM if config.backend == "onnxruntime" else "")
     batching = None
     if config.HasField("dynamic_batching"):
         dynamic = config.dynamic_batching
@@ -115,7 +114,7 @@ def model_spec(config: mc.ModelConfig) -> ModelSpec:
         )
     return ModelSpec(
         name=config.name,
-        platform=platform,
+        platform=platform_of(config),
         backend=config.backend,
         max_batch_size=config.max_batch_size,
         default_model_filename=config.default_model_filename,
