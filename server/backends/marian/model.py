@@ -28,6 +28,7 @@ from server.core.errors import ModelLoadError
 from server.core.pending import Pending
 from server.core.types import Hypothesis, TranslateOptions
 from server.pipelines import segmentation
+from server.repository.model_config import ONNX_PLATFORM
 
 DEFAULT_SENTENCES_PER_BATCH = 16
 SEPARATE = ("decoder_model.onnx", "decoder_with_past_model.onnx")
@@ -52,7 +53,7 @@ class MarianModel(Backend):
     """Runs only through the engine (infer is left out): texts need its language and text checks first."""
 
     model_type = "marian"
-    platform = "onnxruntime_onnx"
+    platform = ONNX_PLATFORM
     capabilities = frozenset({Capability.TRANSLATE})
 
     def __init__(self, source: ModelSource, factory: SessionFactory) -> None:

@@ -13,6 +13,7 @@ from server.backends.onnx.failures import unrecoverable
 from server.backends.onnx.session import LoadedSession, SessionFactory
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS, BatchSettings
 from server.core.errors import ModelLoadError
+from server.repository.model_config import ONNX_PLATFORM
 from server.repository.specs import ModelSpec
 
 DEFAULT_MAX_BATCH = 32  # items per run when config.pbtxt gives no max_batch_size
@@ -40,7 +41,7 @@ class ModelSource:
 class OnnxModel(Backend):
     """One loaded version of an ONNX model (one graph; its output is the first graph output)."""
 
-    platform = "onnxruntime_onnx"
+    platform = ONNX_PLATFORM
 
     def unrecoverable(self, error: BaseException) -> str | None:
         return unrecoverable(error)
