@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from server.backends.base import Capability, has
-from server.backends.registry import BACKENDS
+from server.backends.registry import BACKENDS, platforms
 from server.core.errors import InvalidInput, ModelNotReady
 from server.repository.repository import State
 from tests.fixtures.fake_backend import (
+    FAKE_PLATFORM,
+    FakeBackend,
     FakeImageEmbedder,
     FakeTextEmbedder,
     FakeTranslator,
@@ -22,11 +24,13 @@ from tests.fixtures.fake_backend import (
 
 def test_the_fake_kinds_are_registered_only_for_the_test(fake_backends):
     for kind in (FakeImageEmbedder, FakeTextEmbedder, FakeTranslator):
-        assert BACKENDS[kind.model_type] is kind
+        assert BACKENDS[(FAKE_PLATFORM, kind.model_type)] is kind
+    assert FAKE_PLATFORM in platforms()  # so the repository accepts their configs
 
 
 def test_the_fake_kinds_are_gone_after_it():
-    assert not {FakeImageEmbedder.model_type, FakeTextEmbedder.model_type} & set(BACKENDS)
+    assert FAKE_PLATFORM not in platforms()
+    assert not any(isinstance(kind, type) and issubclass(kind, FakeBackend) for kind in BACKENDS.values())
 
 
 def test_a_fake_repository_serves_each_kind_by_capability(fake_backends, tmp_path):
