@@ -21,6 +21,7 @@ import pytest
 from crossmodal import CrossModalClient
 from server.backends.clip.tokenizer import TEXTS_PER_CHECK, ClipTokenizer
 from server.backends.marian.beam_search import BeamSearch, SearchSettings
+from server.backends.marian.generation import DEFAULT_HYPOTHESES
 from server.core.cancellation import (
     CallRegistry,
     CancelToken,
@@ -230,7 +231,8 @@ def expire(address: str, seconds: float, texts: list[str], **options) -> float:
 
 def still_serves(address: str) -> None:
     with CrossModalClient(address, timeout=30) as client:
-        assert client.translate(["一只猫在桌子上"]).results[0].translations
+        translations = client.translate(["一只猫在桌子上"]).results[0].translations
+    assert len(translations) == DEFAULT_HYPOTHESES and all(t.text for t in translations)
 
 
 def test_a_translate_past_its_deadline_stops_segmenting(translating_server):
