@@ -58,7 +58,6 @@ class MarianModel(Backend):
 
     def __init__(self, source: ModelSource, factory: SessionFactory) -> None:
         self.name, self.version, self.spec = source.name, source.version, source.spec
-        self.config = source.spec.proto  # shown as written by KServe's ModelConfig
         directory = source.directory
         model_config = _read_json(directory / "config.json")
         tokenizer_config = _read_json(directory / "tokenizer_config.json")

@@ -50,7 +50,6 @@ class OnnxModel(Backend):
         self.name = source.name
         self.version = source.version
         self.spec = source.spec
-        self.config = source.spec.proto  # shown as written by KServe's ModelConfig
         self.loaded = loaded
         self.session = loaded.session
         self.input_names = [i.name for i in self.session.get_inputs()]
