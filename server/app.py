@@ -24,6 +24,7 @@ from server.engine import Engine
 from server.images.allocator import return_large_frees_to_the_system
 from server.memory_budget import MemoryBudget
 from server.metrics import ServerMetrics
+from server.pipelines import segmentation
 from server.port_check import ensure_port_free
 from server.protocols.common import CallRunner
 from server.protocols.grpc_v1.response_size import SEND_LIMIT_FACTOR
@@ -96,6 +97,7 @@ class CrossModalServer:
         log.info(
             "loading model repository %s (%s mode)", self.config.model_repository, self.config.model_control
         )
+        segmentation.initialise()  # the first Chinese call is then as fast as the next ones
         self.controller.initial_load()
         statuses = self.repository.index()
         ready = [s for s in statuses if s.state is State.READY]

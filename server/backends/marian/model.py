@@ -27,7 +27,6 @@ from server.core.cancellation import check_cancelled
 from server.core.errors import ModelLoadError
 from server.core.pending import Pending
 from server.core.types import Hypothesis, TranslateOptions
-from server.pipelines import segmentation
 from server.repository.model_config import ONNX_PLATFORM
 
 DEFAULT_SENTENCES_PER_BATCH = 16
@@ -155,7 +154,6 @@ class MarianModel(Backend):
         return ids, mask
 
     def warmup(self) -> None:
-        segmentation.initialise()
         self.translate(
             ["在雪地里有两条狗", "你好"], TranslateOptions(num_beams=2, num_hypotheses=2, max_length=8)
         )
