@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -118,9 +119,72 @@ def test_tiny_bench_reports_every_figure(tiny_bench_models, tmp_path):
         if key != "p4_overhead_ms":  # a difference of two latencies; noise may make it negative
             assert doc[key] > 0, key
         assert doc["raw"][key] and doc["targets"][key]["target"] == TARGETS[key].value
-    assert doc["raw"]["p1_image_vs_ort"]["server"]["images_per_s"] > 0
-    assert doc["raw"]["p4_overhead_ms"]["grpc_ms"]["p50"] > 0
-    assert doc["machine"]["cores"] >= 1
+    assert_figures_follow_from_their_raw_measurements(doc)
+    assert doc["machine"]["cores"] == os.cpu_count()
     assert {"onnxruntime-gpu", "onnxruntime"} & set(doc["packages"]) and "ctranslate2" in doc["packages"]
     assert all(f"`{key}`" in (out / "latest.md").read_text() for key in TARGETS)
     assert (out / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def assert_ascending(spread: dict[str, float]) -> None:
+    """Percentiles (p10, p50, ...) or a timing summary grow with their rank, from a positive start."""
+    ranked = [spread[key] for key in sorted(spread, key=lambda key: int(key[1:]))]
+    assert ranked == sorted(ranked) and ranked[0] > 0, spread
+
+
+def assert_served_load(load: dict, unit: str, items_per_request: int) -> None:
+    """A load test's rate is the items its requests carried over its measured window."""
+    assert load["requests"] >= 1 and load["seconds"] > 0
+    assert load[f"{unit}_per_s"] == pytest.approx(load["requests"] * items_per_request / load["seconds"])
+    assert_ascending(load["request_latency_ms"])
+
+
+def best_of_sweep(sweep: dict, unit: str) -> float:
+    """A sweep's best rate: the highest of its batch sizes, at the batch size it names."""
+    by_batch = sweep[f"{unit}_per_s_by_batch"]
+    assert sweep[f"best_{unit}_per_s"] == max(by_batch.values()) == by_batch[str(sweep["best_batch"])]
+    return sweep[f"best_{unit}_per_s"]
+
+
+def median_ms(summary: dict, repeats: int) -> float:
+    assert summary["repeats"] == repeats
+    assert 0 < summary["min_ms"] <= summary["p10_ms"] <= summary["median_ms"] <= summary["p90_ms"], summary
+    return summary["median_ms"]
+
+
+def assert_figures_follow_from_their_raw_measurements(doc: dict) -> None:
+    raw, settings = doc["raw"], doc["settings"]
+    for key, baseline in (("p1_image_vs_ort", "onnxruntime"), ("p1_image_vs_torch", "transformers")):
+        assert_served_load(raw[key]["server"], "images", 1)
+        ratio = raw[key]["server"]["images_per_s"] / best_of_sweep(raw[key][baseline], "images")
+        assert doc[key] == pytest.approx(ratio), key
+
+    text = raw["p2_text_vs_padded"]
+    assert text["captions_per_request"] == settings["texts_per_request"]
+    assert_served_load(text["server"], "captions", text["captions_per_request"])
+    padded = best_of_sweep(text["onnxruntime_padded_to_context"], "captions")
+    assert doc["p2_text_vs_padded"] == pytest.approx(text["server"]["captions_per_s"] / padded)
+
+    repeats = settings["translate_repeats"]
+    for key, sentences in (("p3_translate_vs_ct2_b1", 1), ("p3_translate_vs_ct2_b8", 8)):
+        translate = raw[key]
+        assert translate["sentences"] == sentences
+        ours, ct2 = median_ms(translate["ours"], repeats), median_ms(translate["ctranslate2_fp32"], repeats)
+        assert doc[key] == pytest.approx(ours / ct2), key
+    hf = raw["p3_hf_speedup"]
+    speedup = median_ms(hf["transformers_generate"], repeats) / median_ms(hf["ours"], repeats)
+    assert doc["p3_hf_speedup"] == pytest.approx(speedup)
+
+    overhead = raw["p4_overhead_ms"]
+    assert overhead["calls_each"] == settings["overhead_repeats"]
+    assert_ascending(overhead["grpc_ms"])
+    assert_ascending(overhead["in_process_ms"])
+    gap = overhead["grpc_ms"]["p50"] - overhead["in_process_ms"]["p50"]
+    assert doc["p4_overhead_ms"] == pytest.approx(gap)
+
+    index = raw["p5_index_images_per_s"]
+    assert doc["p5_index_images_per_s"] == pytest.approx(index["images"] / index["seconds"])
+    search = raw["p5_search_p50_ms"]
+    assert_ascending(search["english_ms"])
+    assert_ascending(search["chinese_ms"])
+    assert doc["p5_search_p50_ms"] == search["english_ms"]["p50"]
