@@ -19,6 +19,7 @@ from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS, BatchSettings
 from server.core.cancellation import CancelToken, check_cancelled, run_with_token
 from server.core.errors import Cancelled, ModelNotReady, Overloaded
 from server.protocols.common import status_code
+from server.repository.specs import model_spec
 
 
 class FakeModel:
@@ -318,9 +319,9 @@ def test_settings_come_from_config_pbtxt():
         """,
         mc.ModelConfig(),
     )
-    settings = BatchSettings.from_config(config, 32)
+    settings = model_spec(config).batch_settings(32)
     assert settings == BatchSettings(24, True, (8, 16), 0.0015, 100, 2)
-    plain = BatchSettings.from_config(mc.ModelConfig(name="p"), 32)
+    plain = model_spec(mc.ModelConfig(name="p")).batch_settings(32)
     assert plain == BatchSettings(32, False, (), 0.0, DEFAULT_MAX_QUEUE_ITEMS, 1)
 
 

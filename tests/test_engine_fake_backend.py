@@ -270,11 +270,12 @@ def check_imports_torch(root: Path) -> None:
 
 def test_a_gate_left_closed_fails_the_run_instead_of_hanging(monkeypatch):
     """The fakes' gate is bounded: a test that forgets to open it gets an error, not a hung suite."""
+    from server.repository.specs import model_spec
     from tests.fixtures import fake_backend
     from tests.fixtures.fake_backend import FakeSource, FakeTextEmbedder, fake_config
 
     monkeypatch.setattr(fake_backend, "GATE_TIMEOUT_S", 0.05)
-    model = FakeTextEmbedder(FakeSource("t", 1, fake_config("t", FakeTextEmbedder.model_type)))
+    model = FakeTextEmbedder(FakeSource("t", 1, model_spec(fake_config("t", FakeTextEmbedder.model_type))))
     try:
         model.gate.clear()
         with pytest.raises(TimeoutError, match="never opened the gate"):

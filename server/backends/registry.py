@@ -12,9 +12,8 @@ from server.backends.onnx.model import ModelSource
 from server.backends.onnx.session import SessionFactory
 from server.core.errors import ModelLoadError
 
-# (platform, model_type) -> class. An entry keyed by model_type alone serves it on any platform; kinds
-# registered before platforms were part of the key (test fakes) still use that form.
-BACKENDS: dict[tuple[str, str] | str, type[Backend]] = {
+# (platform, model_type) -> class.
+BACKENDS: dict[tuple[str, str], type[Backend]] = {
     (ClipVisionModel.platform, ClipVisionModel.model_type): ClipVisionModel,
     (ClipTextModel.platform, ClipTextModel.model_type): ClipTextModel,
     (MarianModel.platform, MarianModel.model_type): MarianModel,
@@ -23,11 +22,11 @@ BACKENDS: dict[tuple[str, str] | str, type[Backend]] = {
 
 def platforms() -> frozenset[str]:
     """The platforms some registered backend runs on."""
-    return frozenset(key[0] for key in BACKENDS if isinstance(key, tuple))
+    return frozenset(platform for platform, _ in BACKENDS)
 
 
 def model_types() -> list[str]:
-    return sorted({key[1] if isinstance(key, tuple) else key for key in BACKENDS})
+    return sorted({model_type for _, model_type in BACKENDS})
 
 
 def backend_class(source: ModelSource) -> type[Backend]:
@@ -40,10 +39,10 @@ def backend_class(source: ModelSource) -> type[Backend]:
             f"model '{name}': config.pbtxt needs parameters {{ key: \"model_type\" ... }} "
             f"naming one of {model_types()}"
         )
-    backend = BACKENDS.get((platform, model_type)) or BACKENDS.get(model_type)
+    backend = BACKENDS.get((platform, model_type))
     if backend is not None:
         return backend
-    elsewhere = sorted(key[0] for key in BACKENDS if isinstance(key, tuple) and key[1] == model_type)
+    elsewhere = sorted(known for known, kind in BACKENDS if kind == model_type)
     if elsewhere:
         raise ModelLoadError(
             f"model '{name}': model_type '{model_type}' runs on platform {' or '.join(elsewhere)}, "

@@ -4,10 +4,6 @@ instance count (server/repository/specs.py parses config.pbtxt); the batcher onl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from crossmodal.v1 import model_config_pb2 as mc
 
 # Triton's max_queue_size 0 means "unbounded"; an inference server that grows memory under overload is
 # worse than one that says RESOURCE_EXHAUSTED, so 0 gets a bound (in queued items): --max-queue-items.
@@ -77,15 +73,3 @@ class BatchSettings:
             max_queue_items=batching.max_queue_size or max_queue_items,
             workers=workers,
         )
-
-    @classmethod
-    def from_config(
-        cls,
-        config: mc.ModelConfig,
-        default_max_batch_size: int,
-        max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS,
-    ) -> BatchSettings:
-        """For callers that hold a raw config rather than its spec."""
-        from server.repository.specs import model_spec  # the spec is parsed above this layer
-
-        return model_spec(config).batch_settings(default_max_batch_size, max_queue_items)

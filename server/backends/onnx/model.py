@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from crossmodal.v1 import model_config_pb2 as mc
 from server.backends.base import Backend
 from server.backends.onnx.failures import unrecoverable
 from server.backends.onnx.session import LoadedSession, SessionFactory
@@ -28,11 +27,6 @@ class ModelSource:
     directory: Path  # the version folder
     spec: ModelSpec
     max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS  # the queue bound when the config sets none
-
-    @property
-    def config(self) -> mc.ModelConfig:
-        """The config as written (for KServe's ModelConfig); everything else reads `spec`."""
-        return self.spec.proto
 
     def batch_settings(self, default_max_batch_size: int) -> BatchSettings:
         return self.spec.batch_settings(default_max_batch_size, self.max_queue_items)
