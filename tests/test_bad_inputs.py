@@ -23,7 +23,7 @@ from crossmodal.v1 import crossmodal_pb2 as pb
 from inference import grpc_service_pb2 as kpb
 from inference import grpc_service_pb2_grpc as kpb_grpc
 from server.repository.model_config import load_model_config
-from tests.helpers import ROOT, encoded_image, free_port, running_server
+from tests.fixtures.server import ROOT, encoded_image, free_port, running_server
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED

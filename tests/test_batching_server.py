@@ -13,7 +13,7 @@ import pytest
 
 from crossmodal.client import CrossModalClient
 from server.repository.model_config import load_model_config
-from tests.helpers import ROOT, encoded_image, in_process_server
+from tests.fixtures.server import ROOT, encoded_image, in_process_server
 
 CALLS = 12
 # Sentences the demo translator renders differently, so that a mixed-up answer shows.

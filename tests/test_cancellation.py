@@ -30,7 +30,7 @@ from server.core.cancellation import (
 )
 from server.core.errors import Cancelled
 from server.pipelines import segmentation
-from tests.helpers import ROOT, running_server
+from tests.fixtures.server import ROOT, running_server
 
 VOCAB, EOS, START = 12, 0, 11
 

@@ -9,7 +9,8 @@ from transformers import CLIPImageProcessor, CLIPModel
 
 from crossmodal import CrossModalClient
 from server.images.decode import decode_image
-from tests.helpers import encoded_image, load_open_clip_tokenizer
+from tests.fixtures.reference import load_open_clip_tokenizer
+from tests.fixtures.server import encoded_image
 
 TOLERANCE = 1e-4
 

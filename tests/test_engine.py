@@ -15,7 +15,7 @@ from server.core.errors import InvalidInput, LimitExceeded, ModelNotFound
 from server.core.types import ImageInput, ModelRef, TextInput, TranslateOptions
 from server.engine import Engine
 from server.repository.repository import ModelRepository
-from tests.helpers import encoded_image
+from tests.fixtures.server import encoded_image
 
 
 @pytest.fixture(scope="module")

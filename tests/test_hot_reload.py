@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from crossmodal import CrossModalClient
-from tests.helpers import ROOT, encoded_image, running_server
+from tests.fixtures.server import ROOT, encoded_image, running_server
 
 TOWERS = ("clip_vision", "clip_text")
 

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from crossmodal.v1 import crossmodal_pb2 as pb
 from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
 from server.repository.model_config import load_model_config
-from tests.helpers import ROOT, free_port, running_server
+from tests.fixtures.server import ROOT, free_port, running_server
 
 GIB = 1024**3
 MIB = 1024**2

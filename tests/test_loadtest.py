@@ -29,7 +29,7 @@ from crossmodal_loadtest.stats import (
     percentile,
 )
 from crossmodal_loadtest.workload import WorkloadPlanner
-from tests.helpers import ROOT, free_port, running_server
+from tests.fixtures.server import ROOT, free_port, running_server
 
 ALL_OPERATIONS_MIX = "encode_images=2,encode_texts=2,compare=1,classify=1,translate=1"
 LATENCY_ORDER = ("min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms")

@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from crossmodal import CrossModalClient
-from tests.helpers import ROOT, running_server
+from tests.fixtures.server import ROOT, running_server
 
 NODE_CLIENT = ROOT / "clients" / "node"
 IMAGE = ROOT / "clients" / "python" / "examples" / "data" / "two_dogs_in_snow.jpg"

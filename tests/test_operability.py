@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from crossmodal import CrossModalClient
 from crossmodal.cli import main as cli_main
 from server.core.config import ServerConfig
-from tests.helpers import ROOT, encoded_image, free_port, running_server
+from tests.fixtures.server import ROOT, encoded_image, free_port, running_server
 
 REPOSITORY = ROOT / "model_repository"
 SERVING = health_pb2.HealthCheckResponse.SERVING

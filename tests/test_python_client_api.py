@@ -13,7 +13,7 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 
 from crossmodal import AsyncCrossModalClient, CrossModalClient
-from tests.helpers import encoded_image, free_port
+from tests.fixtures.server import encoded_image, free_port
 from tools import local_server
 
 IMAGE = encoded_image(64, 48, "PNG", seed=3)

@@ -12,7 +12,7 @@ import pytest
 
 from crossmodal import CrossModalClient
 from crossmodal.v1 import crossmodal_pb2 as pb
-from tests.helpers import ROOT, running_server
+from tests.fixtures.server import ROOT, running_server
 from tools.world.captions import english
 from tools.world.render import render
 from tools.world.scenes import ALL_SCENES

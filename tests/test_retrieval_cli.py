@@ -15,7 +15,7 @@ from crossmodal import AsyncCrossModalClient, CrossModalClient
 from crossmodal.cli import main
 from crossmodal.indexing import Entry, batches, image_files
 from crossmodal.v1 import crossmodal_pb2 as pb
-from tests.helpers import ROOT, running_server
+from tests.fixtures.server import ROOT, running_server
 from tools.world.render import render
 from tools.world.scenes import ALL_SCENES, Scene
 

@@ -20,7 +20,7 @@ import pytest
 from crossmodal.v1 import crossmodal_pb2 as pb
 from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
 from server.retrieval.crash_points import VARIABLE
-from tests.helpers import ROOT, running_server
+from tests.fixtures.server import ROOT, running_server
 from tools.world.captions import english
 from tools.world.scenes import ALL_SCENES
 

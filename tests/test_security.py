@@ -15,7 +15,7 @@ from crossmodal.cli import main as cli_main
 from crossmodal.v1 import crossmodal_pb2 as pb
 from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
 from tests.certificates import authority, issued
-from tests.helpers import ROOT, running_server
+from tests.fixtures.server import ROOT, running_server
 
 REPOSITORY = ROOT / "model_repository"
 

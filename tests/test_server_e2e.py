@@ -13,7 +13,7 @@ import pytest
 
 from crossmodal import AsyncCrossModalClient, CrossModalClient
 from crossmodal.v1 import crossmodal_pb2 as pb
-from tests.helpers import ROOT, encoded_image
+from tests.fixtures.server import ROOT, encoded_image
 
 CLI = [sys.executable, "-m", "crossmodal.cli"]
 

@@ -18,7 +18,7 @@ from crossmodal import CrossModalClient
 from server.app import STOP_MARGIN_SECONDS
 from server.core.cancellation import calls_on
 from server.protocols.common import run_as_call
-from tests.helpers import ROOT, in_process_server, running_server
+from tests.fixtures.server import ROOT, in_process_server, running_server
 from tests.test_cancellation import chinese_texts
 
 IN_FLIGHT = 6

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from tests.helpers import ROOT
+from tests.fixtures.server import ROOT
 
 
 def test_short_soak_has_no_errors_and_reports_memory(tmp_path):

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from tests.certificates import authority, issued
-from tests.helpers import ROOT
+from tests.fixtures.server import ROOT
 
 REPOSITORY = ROOT / "model_repository"
 

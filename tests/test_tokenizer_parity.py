@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from server.backends.clip.tokenizer import ClipTokenizer
-from tests.helpers import load_open_clip_tokenizer
+from tests.fixtures.reference import load_open_clip_tokenizer
 
 CONTEXT = 77
 START, END = 49406, 49407

@@ -14,7 +14,7 @@ from crossmodal import CrossModalClient
 from server.backends.clip.preprocessing import ImagePreprocessor
 from server.backends.clip.tokenizer import ClipTokenizer
 from server.images.decode import decode_image
-from tests.helpers import ROOT, running_server
+from tests.fixtures.server import ROOT, running_server
 
 REPOSITORY = ROOT / "model_repository"
 TRITON_PYTHON = ROOT / ".venv-triton" / "bin" / "python"

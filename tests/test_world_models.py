@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from crossmodal import CrossModalClient
-from tests.helpers import ROOT, running_server
+from tests.fixtures.server import ROOT, running_server
 from tools.world.evaluate import TARGETS, evaluate
 
 EXAMPLE = ROOT / "clients" / "python" / "examples" / "image_text_search.py"
