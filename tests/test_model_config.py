@@ -14,6 +14,7 @@ from server.backends.onnx.session import SessionFactory
 from server.core.errors import ModelLoadError, ModelNotFound, ModelNotReady
 from server.repository.model_config import load_model_config, parse_model_config
 from server.repository.repository import ModelRepository, State
+from server.repository.specs import VersionPolicy
 from server.repository.versions import discover_versions, select_versions
 
 # A config as Triton users write them for ONNX models, with settings this server does not use.
@@ -125,13 +126,13 @@ def test_version_folders_are_positive_integers(tmp_path):
     ],
 )
 def test_version_policies(policy, expected):
-    assert select_versions([1, 2, 10], policy, "m") == expected
+    assert select_versions([1, 2, 10], VersionPolicy.from_proto(policy), "m") == expected
 
 
 def test_specific_version_without_folder_is_an_error():
     policy = mc.ModelVersionPolicy(specific=mc.ModelVersionPolicy.Specific(versions=[4]))
     with pytest.raises(ModelLoadError, match=r"\[4\]"):
-        select_versions([1, 2], policy, "m")
+        select_versions([1, 2], VersionPolicy.from_proto(policy), "m")
 
 
 def _set_config(repository: Path, model: str, old: str, new: str) -> None:

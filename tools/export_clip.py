@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 from crossmodal.v1 import model_config_pb2 as mc
+from server.repository.model_config import PIPELINE_PLATFORM
 from tools.ort_fusion import fuse_vision_attention
 from tools.pbtxt import dynamic_batching, instance_group, write_config
 
@@ -171,7 +172,7 @@ def export_clip(
             pipeline_dir,
             mc.ModelConfig(
                 name=pipeline_name,
-                platform="crossmodal_pipeline",
+                platform=PIPELINE_PLATFORM,
                 parameters={
                     "vision_model": mc.ModelParameter(string_value=vision_name),
                     "text_model": mc.ModelParameter(string_value=text_name),

@@ -27,7 +27,9 @@ from pathlib import Path
 
 from crossmodal.v1 import model_config_pb2 as mc
 from server.core.errors import ModelLoadError
-from server.repository.model_config import load_model_config, parameter, parse_model_config
+from server.pipelines.kinds import PIPELINE_KINDS
+from server.repository.model_config import load_model_config, parse_model_config
+from server.repository.specs import VersionPolicy, pipeline_spec
 from server.repository.versions import discover_versions, select_versions
 from tools.export_clip import export_clip
 from tools.export_marian import export_marian, name_translator
@@ -244,7 +246,8 @@ def plan_versions(repository: Path, version: int | None = None) -> dict[str, int
         policy = _policy_with(_existing_policy(repository, name), number)
         try:
             available = sorted({*existing_versions(repository, name), number})
-            served = select_versions(available, policy or mc.ModelVersionPolicy(), name)
+            wanted = VersionPolicy.from_proto(policy or mc.ModelVersionPolicy())
+            served = select_versions(available, wanted, name)
         except ModelLoadError as error:
             raise Refused(f"error: {error}") from error
         if number not in served:
@@ -261,10 +264,10 @@ def _check_pipeline(repository: Path) -> None:
     if not path.is_file():
         return
     try:
-        config = load_model_config(repository / PIPELINE)
+        spec = pipeline_spec(load_model_config(repository / PIPELINE), PIPELINE_KINDS)
     except ModelLoadError as error:
         raise Refused(f"error: {error}") from error
-    towers = (parameter(config, "vision_model"), parameter(config, "text_model"))
+    towers = (spec.parts.get("vision"), spec.parts.get("text"))
     if towers != (VISION, TEXT):
         raise Refused(
             f"error: pipeline {PIPELINE!r} ({path}) names vision_model={towers[0]!r}, "

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from crossmodal.v1 import model_config_pb2 as mc
 from server.backends.base import Backend
 from server.backends.onnx.model import ModelSource
 from server.backends.onnx.session import SessionFactory
@@ -362,10 +361,6 @@ class ModelRepository:
             hint = "; it is a model, not a pipeline" if is_model else ""
             raise ModelNotFound(f"no pipeline named '{name}'{hint} (pipelines: {known})")
         return spec
-
-    def pipeline_config(self, name: str) -> mc.ModelConfig:
-        """The pipeline's config as written (KServe's ModelConfig shows it)."""
-        return self.pipeline_spec(name).proto
 
     def is_pipeline(self, name: str) -> bool:
         with self._lock:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from crossmodal.v1 import model_config_pb2 as mc
 from server.core.errors import ModelLoadError
 from server.repository.specs import VersionPolicy
 
@@ -21,12 +20,8 @@ def discover_versions(model_dir: Path) -> list[int]:
     return sorted(versions)
 
 
-def select_versions(
-    available: list[int], policy: VersionPolicy | mc.ModelVersionPolicy, model: str
-) -> list[int]:
+def select_versions(available: list[int], policy: VersionPolicy, model: str) -> list[int]:
     """The versions the policy serves, ascending. Default (no policy) is Triton's: the newest one."""
-    if isinstance(policy, mc.ModelVersionPolicy):  # a config read outside the repository (tools)
-        policy = VersionPolicy.from_proto(policy)
     if policy.choice == "all":
         return list(available)
     if policy.choice == "specific":

@@ -102,7 +102,7 @@ class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
         version = version_number(request.version)
         described = await self._runner.call(exposed_models.describe, self._engine, request.name, version)
         if self._repository.is_pipeline(request.name):
-            source = self._repository.pipeline_config(request.name)
+            source = self._repository.pipeline_spec(request.name).proto
         else:
             source = self._repository.model_spec(request.name, version).proto
         return kpb.ModelConfigResponse(config=config_with_tensors(source, described.signature))
