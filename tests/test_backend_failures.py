@@ -13,7 +13,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import EPFail
 from server.backends import registry
 from server.backends.base import Backend, Capability, Signature, TensorSpec
 from server.backends.onnx.failures import unrecoverable
-from server.backends.onnx.model import ModelSource
+from server.backends.source import ModelSource
 from server.batching.batcher import DynamicBatcher
 from server.core.errors import InvalidInput, ModelLoadError, ModelNotReady
 from server.repository.model_config import parse_model_config
@@ -171,3 +171,19 @@ def repository_source(root, name):
     config = parse_model_config((root / name / "config.pbtxt").read_text())
     config.name = name
     return ModelSource(name, 1, root / name / "1", model_spec(config))
+
+
+def test_each_registry_line_imports_the_class_that_serves_its_key():
+    for key in list(registry.BACKENDS):
+        kind = registry.resolved(key)
+        assert issubclass(kind, Backend) and (kind.platform, kind.model_type) == key
+
+
+def test_a_registry_line_whose_class_serves_another_kind_is_a_load_failure(tmp_path, monkeypatch):
+    monkeypatch.setitem(registry.BACKENDS, ("test_platform", "clip_audio"), f"{__name__}:FailingEmbedder")
+    (tmp_path / "audio" / "1").mkdir(parents=True)
+    (tmp_path / "audio" / "config.pbtxt").write_text(
+        'platform: "test_platform"\nparameters { key: "model_type" value { string_value: "clip_audio" } }\n'
+    )
+    with pytest.raises(ModelLoadError, match=r"FailingEmbedder serves .*test_failing.*registered as"):
+        registry.build_backend(repository_source(tmp_path, "audio"), factory=None)

@@ -1,6 +1,6 @@
 """The engine, its pipelines and batchers, and the whole gRPC server, over the NumPy fake backends, in a
-process where torch and transformers cannot be imported: serving needs neither. (onnxruntime is still
-imported, by the repository's and the registry's imports of the ONNX backends, though no fake runs it.)
+process where torch, transformers and onnxruntime cannot be imported: serving models of other backends
+needs none of them (the registry imports the ONNX backends only when a model of theirs loads).
 
 Each test runs one `check_*` function below in such a process (so the checks import nothing heavy at the
 top of this module either); expectations are computed with the fakes' own arithmetic and NumPy.
@@ -29,7 +29,7 @@ from tests.fixtures.fake_backend import (
 from tests.fixtures.images import solid_image
 
 ROOT = Path(__file__).resolve().parents[1]
-UNIMPORTABLE = ("torch", "transformers")
+UNIMPORTABLE = ("torch", "transformers", "onnxruntime")
 LOGIT_SCALE = 10.0  # not CLIP's 100: the probabilities are then far from one-hot, and read from the model
 DIM = 16
 WAIT_S = 30.0

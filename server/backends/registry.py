@@ -1,23 +1,47 @@
 """The one table from a config's platform and `model_type` parameter to the backend class that serves it,
 and the one factory that builds and warms a version. A new kind of model is one module and one line in
-BACKENDS; its platform is then one the repository accepts."""
+BACKENDS; its platform is then one the repository accepts.
+
+The table names its classes as "module:Class" and imports one when a model of its kind first loads, so
+that the repository, the engine and a server over other backends never import ONNX Runtime.
+"""
 
 from __future__ import annotations
 
-from server.backends.base import Backend
-from server.backends.clip.text import ClipTextModel
-from server.backends.clip.vision import ClipVisionModel
-from server.backends.marian.model import MarianModel
-from server.backends.onnx.model import ModelSource
-from server.backends.onnx.session import SessionFactory
-from server.core.errors import ModelLoadError
+import functools
+import importlib
+from typing import TYPE_CHECKING
 
-# (platform, model_type) -> class.
-BACKENDS: dict[tuple[str, str], type[Backend]] = {
-    (ClipVisionModel.platform, ClipVisionModel.model_type): ClipVisionModel,
-    (ClipTextModel.platform, ClipTextModel.model_type): ClipTextModel,
-    (MarianModel.platform, MarianModel.model_type): MarianModel,
+from server.backends.base import Backend
+from server.backends.source import ModelSource
+from server.core.errors import ModelLoadError
+from server.repository.model_config import ONNX_PLATFORM
+
+if TYPE_CHECKING:
+    from server.backends.onnx.session import SessionFactory
+
+# (platform, model_type) -> the class, or where to import it from ("module:Class").
+BACKENDS: dict[tuple[str, str], type[Backend] | str] = {
+    (ONNX_PLATFORM, "clip_vision"): "server.backends.clip.vision:ClipVisionModel",
+    (ONNX_PLATFORM, "clip_text"): "server.backends.clip.text:ClipTextModel",
+    (ONNX_PLATFORM, "marian"): "server.backends.marian.model:MarianModel",
 }
+
+
+def resolved(key: tuple[str, str]) -> type[Backend]:
+    """The class registered for `key`, imported on first use."""
+    entry = BACKENDS[key]
+    return _imported(entry, key) if isinstance(entry, str) else entry
+
+
+@functools.cache
+def _imported(entry: str, key: tuple[str, str]) -> type[Backend]:
+    module, _, name = entry.partition(":")
+    backend = getattr(importlib.import_module(module), name)
+    # A table line names its kind twice (key and class): they must agree, or a kind serves under another.
+    if (backend.platform, backend.model_type) != key:
+        raise TypeError(f"{entry} serves {(backend.platform, backend.model_type)}, registered as {key}")
+    return backend
 
 
 def platforms() -> frozenset[str]:
@@ -39,9 +63,8 @@ def backend_class(source: ModelSource) -> type[Backend]:
             f"model '{name}': config.pbtxt needs parameters {{ key: \"model_type\" ... }} "
             f"naming one of {model_types()}"
         )
-    backend = BACKENDS.get((platform, model_type))
-    if backend is not None:
-        return backend
+    if (platform, model_type) in BACKENDS:
+        return resolved((platform, model_type))
     elsewhere = sorted(known for known, kind in BACKENDS if kind == model_type)
     if elsewhere:
         raise ModelLoadError(

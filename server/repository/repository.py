@@ -18,11 +18,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.backends.base import Backend
-from server.backends.onnx.model import ModelSource
-from server.backends.onnx.session import SessionFactory
 from server.backends.registry import build_backend, platforms
+from server.backends.source import ModelSource
 from server.batching.batcher import BatchObserver
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
 from server.core.errors import InvalidInput, ModelLoadError, ModelNotFound, ModelNotReady
@@ -31,6 +31,9 @@ from server.repository.fingerprint import Fingerprint, fingerprint
 from server.repository.model_config import load_model_config
 from server.repository.specs import ModelSpec, PipelineSpec, spec_of
 from server.repository.versions import discover_versions, select_versions
+
+if TYPE_CHECKING:
+    from server.backends.onnx.session import SessionFactory
 
 log = logging.getLogger(__name__)
 

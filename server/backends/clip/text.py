@@ -12,8 +12,9 @@ import numpy as np
 
 from server.backends.base import Capability, Signature, TensorSpec, queued
 from server.backends.clip.tokenizer import ClipTokenizer
-from server.backends.onnx.model import DEFAULT_MAX_BATCH, ModelSource, OnnxModel, l2_normalise, stacked
+from server.backends.onnx.model import DEFAULT_MAX_BATCH, OnnxModel, l2_normalise, stacked
 from server.backends.onnx.session import SessionFactory
+from server.backends.source import ModelSource
 from server.batching.batcher import DynamicBatcher
 from server.batching.buckets import length_buckets
 from server.core.errors import InvalidInput, ModelLoadError

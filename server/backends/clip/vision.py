@@ -9,8 +9,9 @@ from PIL import Image
 
 from server.backends.base import Capability, Signature, TensorSpec, queued
 from server.backends.clip.preprocessing import ImagePreprocessor
-from server.backends.onnx.model import DEFAULT_MAX_BATCH, ModelSource, OnnxModel, l2_normalise, stacked
+from server.backends.onnx.model import DEFAULT_MAX_BATCH, OnnxModel, l2_normalise, stacked
 from server.backends.onnx.session import SessionFactory
+from server.backends.source import ModelSource
 from server.batching.batcher import DynamicBatcher
 from server.core.errors import InvalidInput
 from server.core.pending import Pending

@@ -19,8 +19,8 @@ from server.backends.marian.generation import (
 )
 from server.backends.marian.tokenizer import MarianTokenizer
 from server.backends.onnx.failures import unrecoverable
-from server.backends.onnx.model import ModelSource
 from server.backends.onnx.session import SessionFactory
+from server.backends.source import ModelSource
 from server.batching.batch_run import abandoned_items
 from server.batching.batcher import DynamicBatcher
 from server.core.cancellation import check_cancelled

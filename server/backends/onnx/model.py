@@ -1,35 +1,19 @@
-"""What every ONNX-backed model version shares: its identity, session, settings from config and metadata."""
+"""What every ONNX-backed model version shares: its identity, session, settings from config and metadata.
+
+ModelSource is re-exported here for callers that build an ONNX backend directly."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from server.backends.base import Backend
 from server.backends.onnx.failures import unrecoverable
 from server.backends.onnx.session import LoadedSession, SessionFactory
-from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS, BatchSettings
+from server.backends.source import ModelSource
 from server.core.errors import ModelLoadError
 from server.repository.model_config import ONNX_PLATFORM
-from server.repository.specs import ModelSpec
 
 DEFAULT_MAX_BATCH = 32  # items per run when config.pbtxt gives no max_batch_size
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where one model version lives and how it is configured."""
-
-    name: str
-    version: int
-    directory: Path  # the version folder
-    spec: ModelSpec
-    max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS  # the queue bound when the config sets none
-
-    def batch_settings(self, default_max_batch_size: int) -> BatchSettings:
-        return self.spec.batch_settings(default_max_batch_size, self.max_queue_items)
 
 
 class OnnxModel(Backend):

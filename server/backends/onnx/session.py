@@ -17,22 +17,26 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import onnxruntime as ort
+from typing import TYPE_CHECKING
 
 from server.backends.onnx.providers import CUDA, ProviderRequest, provider_request
 from server.core.errors import ModelLoadError
 from server.repository.specs import ModelSpec
 
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
 log = logging.getLogger(__name__)
 
+# ONNX Runtime is imported when the first session opens, not with this module: a server whose models run
+# on other backends never loads it. The tables name its enum members.
 OPTIMIZATION_LEVELS = {
-    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
 }
-EXECUTION_MODES = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL, "parallel": ort.ExecutionMode.ORT_PARALLEL}
+EXECUTION_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
 
 
 @dataclass(frozen=True)
@@ -67,11 +71,15 @@ class SessionSettings:
             raise ModelLoadError(f"model '{spec.name}': bad session parameter: {error}") from error
 
     def options(self) -> ort.SessionOptions:
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = self.inter_op_threads
-        options.execution_mode = EXECUTION_MODES[self.execution_mode]
-        options.graph_optimization_level = OPTIMIZATION_LEVELS[self.optimization_level]
+        options.execution_mode = getattr(ort.ExecutionMode, EXECUTION_MODES[self.execution_mode])
+        options.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[self.optimization_level]
+        )
         spin = "1" if self.allow_spinning else "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
@@ -123,6 +131,8 @@ class SessionFactory:
     def _open(
         self, path: Path, spec: ModelSpec, request: ProviderRequest, settings: SessionSettings
     ) -> ort.InferenceSession:
+        import onnxruntime as ort
+
         try:
             return ort.InferenceSession(
                 str(path), sess_options=settings.options(), providers=request.providers()
