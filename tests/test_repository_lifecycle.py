@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 from prometheus_client import generate_latest
@@ -38,9 +39,26 @@ def test_an_unloaded_version_serves_its_calls_in_flight_then_closes(repository):
         with pytest.raises(ModelNotFound):
             repository.model("clip_text", 0)  # no new call gets it
         assert model.submit_texts(["still served"]).result().shape[0] == 1  # the call holding it goes on
-    assert states(repository, "clip_text") == []
+    until_closed(repository, "clip_text")  # closed on the repository's closer thread, off the caller's
     with pytest.raises(ModelNotReady, match="shutting down"):
         model.submit_texts(["after the last call"])
+
+
+def test_closing_the_repository_waits_for_the_versions_whose_last_call_just_ended(repository):
+    with repository.call_scope():
+        model = repository.model("clip_text", 0)
+        repository.unload_model("clip_text")
+    repository.close()
+    assert states(repository, "clip_text") == []
+    with pytest.raises(ModelNotReady, match="shutting down"):
+        model.submit_texts(["after the repository closed"])
+
+
+def until_closed(repository: ModelRepository, name: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while states(repository, name):
+        assert time.monotonic() < deadline, f"{name} still listed: {states(repository, name)}"
+        time.sleep(0.01)
 
 
 def test_a_version_no_call_holds_closes_at_once(repository):

@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -94,6 +95,9 @@ class ModelRepository:
         self._unloading: list[VersionStatus] = []
         self._seen: dict[str, Fingerprint] = {}
         self._closing = False  # set by close(): loads still running stop at the next model
+        # Closes a version whose last call just ended: calls end on the event loop, and closing joins the
+        # version's batcher threads, which the loop must never wait for.
+        self._closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="version-close")
 
     # -- what is on disk ---------------------------------------------------------------------------------
 
@@ -346,8 +350,14 @@ class ModelRepository:
                     status.leases -= 1
                     if status.state is State.UNLOADING and status.leases == 0:
                         finished.append(status)
-            for status in finished:
-                self._close(status)
+            if finished:
+                self._close_elsewhere(finished)
+
+    def _close_elsewhere(self, statuses: list[VersionStatus]) -> None:
+        try:
+            self._closer.submit(self._close_all, statuses)
+        except RuntimeError:  # the repository has closed (no closer thread any more): close them here
+            self._close_all(statuses)
 
     @contextmanager
     def consistent(self) -> Iterator[None]:
@@ -431,6 +441,7 @@ class ModelRepository:
     def close(self) -> None:
         """Stops every loaded version (their queued work finishes first); loads still running stop."""
         self._closing = True
+        self._closer.shutdown(wait=True)  # the versions whose last call ended are closed first
         for status in self.index():
             if status.model is not None:
                 status.model.close()
