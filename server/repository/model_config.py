@@ -63,9 +63,3 @@ def is_pipeline(config: mc.ModelConfig) -> bool:
 def platform_of(config: mc.ModelConfig) -> str:
     """The platform the config names, or the one its backend implies."""
     return config.platform or BACKEND_PLATFORMS.get(config.backend, "")
-
-
-def parameter(config: mc.ModelConfig, key: str, default: str | None = None) -> str | None:
-    """A `parameters` entry as a string, or the default when absent or empty."""
-    entry = config.parameters.get(key)
-    return entry.string_value if entry is not None and entry.string_value != "" else default

@@ -49,7 +49,7 @@ def refuse_load_overrides(model: str, parameters) -> None:
     overrides = sorted(key for key in parameters if key == "config" or key.startswith("file:"))
     if overrides:
         raise InvalidInput(
-            f"RepositoryModelLoad of '{model}': parameter(s) {overrides} are not supported (config and "
+            f"RepositoryModelLoad of '{model}': parameters {overrides} are not supported (config and "
             f"file overrides); put the config.pbtxt and model files in the repository folder instead"
         )
 
