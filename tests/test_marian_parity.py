@@ -12,8 +12,8 @@ from transformers import MarianTokenizer as ReferenceTokenizer
 
 from server.backends.marian.decoder import MarianStepDecoder
 from server.backends.marian.model import MarianModel
-from server.backends.onnx.model import ModelSource
 from server.backends.onnx.session import SessionFactory
+from server.backends.source import ModelSource
 from server.core.types import TranslateOptions
 from server.repository.model_config import load_model_config
 from server.repository.specs import model_spec

@@ -14,7 +14,7 @@ from server.core.types import TranslateOptions
 from server.metrics import ServerMetrics
 from server.protocols.grpc_v1.convert import repository_index
 from server.repository.repository import ModelRepository, State
-from tests.helpers import ROOT
+from tests.fixtures.server import ROOT
 
 
 @pytest.fixture

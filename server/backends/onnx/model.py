@@ -1,6 +1,4 @@
-"""What every ONNX-backed model version shares: its identity, session, settings from config and metadata.
-
-ModelSource is re-exported here for callers that build an ONNX backend directly."""
+"""What every ONNX-backed model version shares: its identity, session, settings from config and metadata."""
 
 from __future__ import annotations
 
