@@ -18,8 +18,8 @@ from server.core.types import (
     TranslateOptions,
     TranslateResult,
 )
-from server.pipelines.clip import pipeline_ready
-from server.repository.repository import ModelRepository, State, VersionStatus
+from server.pipelines.served import ServedEntry, served_entries
+from server.repository.repository import ModelRepository
 from server.retrieval.retrieval import CollectionSummary, IndexEntry, IndexOutcome, SearchOutcome
 
 
@@ -108,26 +108,20 @@ def classify_response(result: ClassifyResult) -> pb.ClassifyResponse:
     )
 
 
-def version_state(status: VersionStatus) -> pb.ModelVersionState:
+def version_state(entry: ServedEntry) -> pb.ModelVersionState:
     return pb.ModelVersionState(
-        name=status.name,
-        version=status.version,
-        state=status.state.value,
-        reason=status.reason,
-        kind=status.kind,
-        provider=status.model.provider if status.model is not None and status.state is State.READY else "",
+        name=entry.name,
+        version=entry.version,
+        state=entry.state,
+        reason=entry.reason,
+        kind=entry.kind,
+        provider=entry.provider,
     )
 
 
 def repository_index(repository: ModelRepository) -> list[pb.ModelVersionState]:
     """Pipelines (READY when they can serve) and every model version."""
-    pipelines = []
-    for name in repository.pipelines():
-        ready = pipeline_ready(repository, name)
-        reason = "" if ready else "its towers share no ready version"
-        state = "READY" if ready else "UNAVAILABLE"
-        pipelines.append(pb.ModelVersionState(name=name, state=state, reason=reason, kind="pipeline"))
-    return pipelines + [version_state(s) for s in repository.index()]
+    return [version_state(entry) for entry in served_entries(repository)]
 
 
 def index_entries(items) -> list[IndexEntry]:

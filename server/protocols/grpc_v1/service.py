@@ -9,6 +9,7 @@ from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
 from server.core.errors import CrossModalError, InvalidInput, NotAllowed
 from server.core.types import Input, TextInput
 from server.engine import Engine, label_prompts
+from server.pipelines.served import version_entry
 from server.protocols.common import CallRunner, grpc_handler, status_code
 from server.protocols.grpc_v1 import convert
 from server.protocols.grpc_v1.response_size import LABEL_SCORE_BYTES, check_response_size
@@ -129,7 +130,7 @@ class CrossModalService(pb_grpc.CrossModalServicer):
     @grpc_handler
     async def LoadModel(self, request: pb.LoadModelRequest, context) -> pb.LoadModelResponse:
         statuses = await self._control().load(request.name)
-        return pb.LoadModelResponse(models=[convert.version_state(s) for s in statuses])
+        return pb.LoadModelResponse(models=[convert.version_state(version_entry(s)) for s in statuses])
 
     @grpc_handler
     async def UnloadModel(self, request: pb.UnloadModelRequest, context) -> pb.UnloadModelResponse:

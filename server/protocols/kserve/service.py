@@ -11,8 +11,8 @@ from server import __version__
 from server.core.errors import InvalidInput, ModelNotFound, ModelNotReady
 from server.engine import Engine
 from server.pipelines.clip import pipeline_ready, pipeline_versions
+from server.pipelines.served import served_entries
 from server.protocols.common import CallRunner, grpc_handler
-from server.protocols.grpc_v1 import convert
 from server.protocols.kserve import models as exposed_models
 from server.protocols.kserve.signatures import config_with_tensors, metadata_tensors
 from server.protocols.kserve.statistics import model_statistics
@@ -148,7 +148,7 @@ class InferenceService(kpb_grpc.GRPCInferenceServiceServicer):
 
     @grpc_handler
     async def RepositoryIndex(self, request, context) -> kpb.RepositoryIndexResponse:
-        entries = convert.repository_index(self._repository)
+        entries = served_entries(self._repository)
         if request.ready:
             entries = [e for e in entries if e.state == "READY"]
         return kpb.RepositoryIndexResponse(
