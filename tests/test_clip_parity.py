@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -10,9 +12,10 @@ from transformers import CLIPImageProcessor, CLIPModel
 from crossmodal import CrossModalClient
 from server.images.decode import decode_image
 from tests.fixtures.reference import load_open_clip_tokenizer
-from tests.fixtures.server import encoded_image
+from tests.fixtures.server import encoded_image, running_server
 
 TOLERANCE = 1e-4
+EXACT_DECODE_PARAMETER = 'parameters { key: "image_decode" value { string_value: "exact" } }\n'
 
 IMAGES = [
     (224, 224, "PNG", "RGB"),
@@ -101,8 +104,14 @@ def reference(tiny_checkpoint):
 
 
 @pytest.fixture(scope="module")
-def client(server_address):
-    with CrossModalClient(server_address) as client:
+def client(exported_repository, tmp_path_factory):
+    """A server over the exported models on the exact image path: CLIPImageProcessor is the judge of
+    that path (the fast one is bounded against it in test_fast_image_path.py)."""
+    repository = tmp_path_factory.mktemp("exact-decode") / "model_repository"
+    shutil.copytree(exported_repository, repository)
+    config = repository / "clip_vision" / "config.pbtxt"
+    config.write_text(config.read_text() + EXACT_DECODE_PARAMETER)
+    with running_server(repository) as (address, _process), CrossModalClient(address) as client:
         yield client
 
 

@@ -1,4 +1,5 @@
-"""Image decode + preprocessing must match transformers' CLIPImageProcessor (the slow, PIL-based class)."""
+"""Image decode + preprocessing must match transformers' CLIPImageProcessor (the slow, PIL-based class) on the
+exact decode path (the fast path is bounded against this one in test_fast_image_path.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from transformers import CLIPImageProcessor
 from server.backends.clip.preprocessing import ImagePreprocessor
 from server.images.crop_resize import resample_crop
 from server.images.decode import ImageDecodeError, ImageTooLarge, decode_image
+from server.images.reduced_decode import EXACT_DECODE
 
 MAX_PIXELS = 4_000_000
 
@@ -117,7 +119,7 @@ def assert_within_one_level(ours: np.ndarray, theirs: np.ndarray, std) -> None:
 def test_matches_clip_image_processor(processors, width, height, mode, fmt):
     ours, reference = processors
     data = encode(make_image(width * 7919 + height, width, height, mode), fmt)
-    decoded = decode_image(data, MAX_PIXELS)
+    decoded = decode_image(data, MAX_PIXELS, EXACT_DECODE)
     assert decoded.mode == "RGB"
     assert decoded.size == (width, height)
 
@@ -150,7 +152,8 @@ def test_ordinary_photos_take_the_reference_pixels_exactly(width, height):
 def test_other_settings_match_clip_image_processor(settings, width, height):
     reference = CLIPImageProcessor(**OTHER_SETTINGS[settings])
     ours = ImagePreprocessor.from_dict(reference.to_dict())
-    decoded = decode_image(encode(make_image(width + height, width, height, "RGB"), "PNG"), MAX_PIXELS)
+    data = encode(make_image(width + height, width, height, "RGB"), "PNG")
+    decoded = decode_image(data, MAX_PIXELS, EXACT_DECODE)
     assert_within_one_level(ours(decoded), reference_pixels(reference, decoded), reference.image_std)
 
 
@@ -163,7 +166,7 @@ def test_exif_orientation_is_applied():
     buffer = io.BytesIO()
     stored.save(buffer, format="JPEG", exif=exif, quality=95)
 
-    decoded = decode_image(buffer.getvalue(), MAX_PIXELS)
+    decoded = decode_image(buffer.getvalue(), MAX_PIXELS, EXACT_DECODE)
     assert decoded.size == (40, 80)
     red, green, blue = decoded.getpixel((30, 5))  # the block is now top-right
     assert red > 200 and green < 60 and blue < 60
@@ -176,7 +179,7 @@ def test_animated_gif_gives_first_frame():
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
     assert Image.open(io.BytesIO(buffer.getvalue())).n_frames == 3
 
-    decoded = decode_image(buffer.getvalue(), MAX_PIXELS)
+    decoded = decode_image(buffer.getvalue(), MAX_PIXELS, EXACT_DECODE)
     assert decoded.size == (16, 12)
     assert (np.asarray(decoded) == (255, 0, 0)).all()
 
@@ -187,7 +190,7 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped():
     Image.fromarray(pixels).save(buffer, format="PNG")
     assert Image.open(io.BytesIO(buffer.getvalue())).mode.startswith("I")
 
-    decoded = np.asarray(decode_image(buffer.getvalue(), MAX_PIXELS))
+    decoded = np.asarray(decode_image(buffer.getvalue(), MAX_PIXELS, EXACT_DECODE))
     assert decoded.shape == (1, 4, 3)
     assert decoded[0, :, 0].tolist() == [0, 255, 128, 1]
     assert (decoded == decoded[..., :1]).all()  # grey stays grey
@@ -195,25 +198,25 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped():
 
 def test_empty_bytes_are_rejected():
     with pytest.raises(ImageDecodeError, match="empty"):
-        decode_image(b"", MAX_PIXELS)
+        decode_image(b"", MAX_PIXELS, EXACT_DECODE)
 
 
 def test_garbage_is_rejected_with_accepted_formats():
     with pytest.raises(ImageDecodeError, match=r"not a recognised image .*JPEG, PNG, WebP, BMP, GIF"):
-        decode_image(b"this is not an image at all" * 10, MAX_PIXELS)
+        decode_image(b"this is not an image at all" * 10, MAX_PIXELS, EXACT_DECODE)
 
 
 def test_unaccepted_format_is_rejected():
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buffer, format="TIFF")
     with pytest.raises(ImageDecodeError, match="not a recognised image"):
-        decode_image(buffer.getvalue(), MAX_PIXELS)
+        decode_image(buffer.getvalue(), MAX_PIXELS, EXACT_DECODE)
 
 
 def test_truncated_jpeg_is_rejected():
     data = encode(make_image(1, 200, 150, "RGB"), "JPEG")
     with pytest.raises(ImageDecodeError, match="JPEG") as info:
-        decode_image(data[: len(data) // 2], MAX_PIXELS)
+        decode_image(data[: len(data) // 2], MAX_PIXELS, EXACT_DECODE)
     assert "truncated" in str(info.value)
 
 
@@ -238,4 +241,4 @@ def test_too_many_pixels_is_rejected_before_decoding():
 def test_decompression_bomb_is_too_large():
     # Far beyond Pillow's own bomb threshold: Pillow refuses at open, which is still "too large".
     with pytest.raises(ImageTooLarge):
-        decode_image(png_header_only(30000, 30000), MAX_PIXELS)
+        decode_image(png_header_only(30000, 30000), MAX_PIXELS, EXACT_DECODE)

@@ -13,6 +13,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from server.images.reduced_decode import EXACT_DECODE, ImageDecoding
+
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
 SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
@@ -25,8 +27,10 @@ class ImageTooLarge(ValueError):
     """The image has more pixels than the configured limit."""
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    return load_rgb(open_image(data, max_pixels))
+def decode_image(data: bytes, max_pixels: int, decoding: ImageDecoding = EXACT_DECODE) -> Image.Image:
+    image = open_image(data, max_pixels)
+    decoding.reduce(image)
+    return load_rgb(image)
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:

@@ -30,6 +30,7 @@ from server.core.pending import Pending
 from server.core.types import ImageInput, Input, TextOutcome, TranslateOptions
 from server.images.decode import ImageDecodeError, ImageTooLarge, load_rgb, open_image
 from server.images.decode_cost import decode_bytes
+from server.images.reduced_decode import decoding_of
 from server.memory_budget import MemoryBudget
 from server.pipelines.kinds import CLIP
 from server.pipelines.language import CHINESE
@@ -191,10 +192,12 @@ class ClipPipeline:
             raise LimitExceeded(f"{item_name}: {error}") from error
         except ImageDecodeError as error:
             raise InvalidInput(f"{item_name}: {error}") from error
+        width, height = image.size
+        decoding_of(self.vision).reduce(image)  # before the estimate: it follows the size decoded
         if budget is None:
             return self.vision.preprocess(self._load(item_name, image))
         cost = decode_bytes(image) + self.vision.preprocess_bytes(*image.size)
-        with budget.reserve(cost, f"{item_name} ({image.width}x{image.height} {image.format})"):
+        with budget.reserve(cost, f"{item_name} ({width}x{height} {image.format})"):
             return self.vision.preprocess(self._load(item_name, image))
 
     @staticmethod

@@ -18,6 +18,8 @@ from server.core.errors import ModelLoadError
 from server.images.crop_resize import CropPlan, plan_crop, resample_crop
 
 PIL_BICUBIC = 3
+# A reduced decode keeps at least this many times the resize target, so the resize still filters.
+REDUCED_DECODE_MARGIN = 2
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,32 @@ class ImagePreprocessor:
         """RGB image -> float32 [3, H, W], in memory proportional to the output (see crop_resize): every
         aspect ratio is accepted, and a 1x20000 image costs about what a 224x224 one does."""
         pixels = resample_crop(image, self.plan(*image.size), self.resample)
-        scaled = pixels.astype(np.float32) * np.float32(self.rescale_factor)
-        normalised = (scaled - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(normalised.transpose(2, 0, 1), dtype=np.float32)
+        return self.normalised(pixels)
+
+    def normalised(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 [H, W, 3] -> float32 [3, H, W]: (pixels * rescale - mean) / std, in float32, written channel
+        by channel into the one output buffer (the same operations, so the same bits, as whole-array
+        arithmetic, without its three float temporaries)."""
+        out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
+        rescale = np.float32(self.rescale_factor)
+        for channel, (mean, std) in enumerate(zip(self.mean, self.std, strict=True)):
+            plane = out[channel]
+            np.multiply(pixels[:, :, channel], rescale, out=plane, dtype=np.float32)
+            plane -= np.float32(mean)
+            plane /= np.float32(std)
+        return out
+
+    @property
+    def decode_floor(self) -> tuple[int, int] | None:
+        """The smallest (width, height) a reduced decode may give the resize: twice its target on every
+        side, whichever way the image turns out to be oriented; None when nothing is resized down."""
+        if self.shortest_edge is not None:
+            side = REDUCED_DECODE_MARGIN * self.shortest_edge
+        elif self.resize_to is not None:
+            side = REDUCED_DECODE_MARGIN * max(self.resize_to)
+        else:
+            return None
+        return side, side
 
     def plan(self, width: int, height: int) -> CropPlan:
         if self.shortest_edge is not None:
@@ -96,10 +121,10 @@ class ImagePreprocessor:
 
     def working_bytes(self, width: int, height: int) -> int:
         """Memory that preprocessing a decoded width x height image takes beyond the image itself: the
-        resampling buffers, then the uint8, scaled, normalised and transposed arrays of the output."""
+        resampling buffers, then the uint8 and float32 arrays of the output."""
         plan = self.plan(width, height)
         out_height, out_width = plan.out
-        return plan.working_bytes + out_height * out_width * 3 * (1 + 4 * 3)
+        return plan.working_bytes + out_height * out_width * 3 * (1 + 4)
 
     def _shortest_edge_size(self, width: int, height: int) -> tuple[int, int]:
         short, long = (width, height) if width <= height else (height, width)

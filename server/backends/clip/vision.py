@@ -13,8 +13,12 @@ from server.backends.onnx.model import DEFAULT_MAX_BATCH, OnnxModel, l2_normalis
 from server.backends.onnx.session import SessionFactory
 from server.backends.source import ModelSource
 from server.batching.batcher import DynamicBatcher
-from server.core.errors import InvalidInput
+from server.core.errors import InvalidInput, ModelLoadError
 from server.core.pending import Pending
+from server.images.reduced_decode import DECODE_PATHS, EXACT, EXACT_DECODE, FAST, ImageDecoding
+
+# Config parameter choosing how JPEGs are decoded: "fast" (reduced DCT-domain decode) or "exact".
+IMAGE_DECODE_PARAMETER = "image_decode"
 
 
 class ClipVisionModel(OnnxModel):
@@ -24,6 +28,7 @@ class ClipVisionModel(OnnxModel):
     def __init__(self, source: ModelSource, factory: SessionFactory) -> None:
         super().__init__(source, self.open_session(source, factory))
         self.preprocessor = ImagePreprocessor.from_file(source.directory / "preprocessor_config.json")
+        self.image_decoding = image_decoding(source, self.preprocessor)
         self.logit_scale = self.float_setting("logit_scale")
         self.pixels_input = self.input_names[0]
         settings = source.batch_settings(DEFAULT_MAX_BATCH)
@@ -68,6 +73,16 @@ class ClipVisionModel(OnnxModel):
         self.batcher.stop()
         # Frees the ONNX Runtime session (GPU memory) now, not at some later garbage collection.
         self.session = self.loaded = None
+
+
+def image_decoding(source: ModelSource, preprocessor: ImagePreprocessor) -> ImageDecoding:
+    path = source.spec.parameters.get(IMAGE_DECODE_PARAMETER, FAST)
+    if path not in DECODE_PATHS:
+        raise ModelLoadError(
+            f"model '{source.name}' version {source.version}: parameter '{IMAGE_DECODE_PARAMETER}' is "
+            f"{path!r}; allowed values: {', '.join(DECODE_PATHS)}"
+        )
+    return EXACT_DECODE if path == EXACT else ImageDecoding(preprocessor.decode_floor)
 
 
 def _check_finite(array: np.ndarray, name: str) -> None:
