@@ -18,7 +18,7 @@ from server.batching.buckets import length_buckets
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS, BatchSettings
 from server.core.cancellation import CancelToken, check_cancelled, run_with_token
 from server.core.errors import Cancelled, ModelNotReady, Overloaded
-from server.protocols.common import status_code
+from server.protocols.grpc_status import status_code
 from server.repository.specs import model_spec
 
 

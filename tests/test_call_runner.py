@@ -14,7 +14,8 @@ from server.core.cancellation import calls_on, check_cancelled, current_token
 from server.core.errors import Status, status_of
 from server.core.pending import Pending
 from server.metrics import ServerMetrics
-from server.protocols.common import CallFailed, CallRunner, run_as_call, status_code
+from server.protocols.common import CallFailed, CallRunner, run_as_call
+from server.protocols.grpc_status import status_code
 
 KINDS = [
     (errors.InvalidInput, Status.INVALID_ARGUMENT, grpc.StatusCode.INVALID_ARGUMENT),

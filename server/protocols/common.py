@@ -6,21 +6,19 @@ so that a stopping server can cut it off and name it. When its task is cancelled
 passed, server stopping) the token withdraws its work still queued and stops its running stages at
 their next check. Every answer is recorded in the metrics (count by status, latency, in flight) before
 it leaves, so a client that reads the metrics after its answer always finds its call there. Errors map
-to the protocol-neutral status of server/core/errors.py; each protocol turns that into its own code.
+to the protocol-neutral status of server/core/errors.py; each protocol turns that into its own code
+(gRPC: server/protocols/grpc_status.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TypeVar
-
-import grpc
 
 from server.core.cancellation import CancelToken, calls_on, current_call, run_in_worker
 from server.core.errors import CrossModalError, Status, status_of
@@ -30,8 +28,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-GRPC_CODES = {status: grpc.StatusCode[status.value] for status in Status}  # the same canonical names
-
 
 class CallFailed(Exception):
     """A call that ended with an error status; `details` is what the caller is told."""
@@ -40,11 +36,6 @@ class CallFailed(Exception):
         super().__init__(details)
         self.status = status
         self.details = details
-
-
-def status_code(error: BaseException) -> grpc.StatusCode:
-    """The gRPC code a caller gets for `error`."""
-    return GRPC_CODES[status_of(error)]
 
 
 async def run_as_call(executor: Executor, function, *args):
@@ -107,18 +98,3 @@ class CallRunner:
             return result
         record(status)
         raise CallFailed(status, details)
-
-
-def grpc_handler(method):
-    """A gRPC servicer method answered through its service's CallRunner (`self._runner`): errors abort
-    the call with their gRPC status code and message."""
-    rpc = method.__name__
-
-    @functools.wraps(method)
-    async def handler(self, request, context: grpc.aio.ServicerContext):
-        try:
-            return await self._runner.answer(rpc, lambda: method(self, request, context))
-        except CallFailed as failure:
-            await context.abort(GRPC_CODES[failure.status], failure.details)
-
-    return handler

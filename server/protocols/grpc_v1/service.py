@@ -10,7 +10,8 @@ from server.core.errors import CrossModalError, InvalidInput, NotAllowed
 from server.core.types import Input, TextInput
 from server.engine import Engine, label_prompts
 from server.pipelines.served import version_entry
-from server.protocols.common import CallRunner, grpc_handler, status_code
+from server.protocols.common import CallRunner
+from server.protocols.grpc_status import grpc_handler, status_code
 from server.protocols.grpc_v1 import convert
 from server.protocols.grpc_v1.response_size import LABEL_SCORE_BYTES, check_response_size
 from server.repository.control import ModelController

@@ -12,7 +12,8 @@ from server.core.errors import InvalidInput, ModelNotFound, ModelNotReady
 from server.engine import Engine
 from server.pipelines.clip import pipeline_ready, pipeline_versions
 from server.pipelines.served import served_entries
-from server.protocols.common import CallRunner, grpc_handler
+from server.protocols.common import CallRunner
+from server.protocols.grpc_status import grpc_handler
 from server.protocols.kserve import models as exposed_models
 from server.protocols.kserve.signatures import config_with_tensors, metadata_tensors
 from server.protocols.kserve.statistics import model_statistics
