@@ -41,8 +41,7 @@ class Pending(Generic[T]):
 
     def result(self) -> T:
         """Blocks this thread until the answer is there; a cancelled current call withdraws the work."""
-        token = current_token()
-        unregister = token.on_cancel(self.withdraw) if token is not None else _nothing
+        unregister = self._withdraw_with_current_call()
         try:
             return self.finish(self.future.result())
         finally:
@@ -51,8 +50,7 @@ class Pending(Generic[T]):
     async def wait(self) -> T:
         """Awaits the answer on the event loop; a cancelled task, or a cancelled current call (a stopping
         server cuts it off through its token), withdraws the work still queued."""
-        token = current_token()
-        unregister = token.on_cancel(self.withdraw) if token is not None else _nothing
+        unregister = self._withdraw_with_current_call()
         try:
             outputs = await asyncio.wrap_future(self.future)
         except asyncio.CancelledError:
@@ -65,10 +63,13 @@ class Pending(Generic[T]):
     def withdrawn_on_cancel(self) -> Pending[T]:
         """Ties the work to the current call's token: work queued by a worker stage whose caller stopped
         waiting meanwhile (its answer never reaches anyone) is withdrawn all the same."""
-        token = current_token()
-        if token is not None:
-            token.on_cancel(self.withdraw)
+        self._withdraw_with_current_call()
         return self
+
+    def _withdraw_with_current_call(self) -> Callable[[], None]:
+        """Withdraws the work when the current call is cancelled; returns the unregister function."""
+        token = current_token()
+        return token.on_cancel(self.withdraw) if token is not None else _nothing
 
     def then(self, step: Callable[[T], Any]) -> Pending:
         """The same work, with `step` applied to its answer."""
