@@ -12,7 +12,14 @@ from pathlib import Path
 
 from server.app import CrossModalServer
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
-from server.core.config import DEFAULT_DECODE_MEMORY, Limits, ModelControl, ServerConfig, TlsFiles
+from server.core.config import (
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_DECODE_MEMORY,
+    Limits,
+    ModelControl,
+    ServerConfig,
+    TlsFiles,
+)
 from server.core.errors import StartupError
 
 log = logging.getLogger("server")
@@ -109,6 +116,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="items that may wait in one model version's queue when its config.pbtxt sets no "
         "default_queue_policy.max_queue_size; a call that would overflow it gets RESOURCE_EXHAUSTED",
     )
+    parser.add_argument(
+        "--cache-bytes",
+        type=int,
+        default=DEFAULT_CACHE_BYTES,
+        help="bytes the response caches of every model may hold together (least recently used entries go "
+        "first); a model caches only when its config.pbtxt has response_cache { enable: true }; 0 turns "
+        "caching off",
+    )
     control = parser.add_argument_group("model control")
     control.add_argument(
         "--model-control-mode",
@@ -187,6 +202,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         max_decode_memory=args.max_decode_memory,
         limits=limits,
         max_queue_items=args.max_queue_items,
+        cache_bytes=args.cache_bytes,
         model_control=ModelControl(args.model_control_mode),
         poll_seconds=args.repository_poll_secs,
         load_models=tuple(args.load_model),

@@ -17,6 +17,7 @@ from crossmodal.v1 import crossmodal_pb2_grpc as pb_grpc
 from inference import grpc_service_pb2 as kpb
 from inference import grpc_service_pb2_grpc as kpb_grpc
 from server.backends.onnx.session import SessionFactory
+from server.core.cache import ResponseCache
 from server.core.cancellation import calls_on
 from server.core.config import ModelControl, ServerConfig
 from server.core.errors import StartupError
@@ -50,11 +51,14 @@ class CrossModalServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.metrics = ServerMetrics()
+        self.response_cache = ResponseCache(config.cache_bytes)
+        self.metrics.watch_response_cache(self.response_cache)
         self.repository = ModelRepository(
             config.model_repository,
             SessionFactory(strict_gpu=config.strict_gpu),
             batch_observer=self.metrics.batch_observer,
             max_queue_items=config.max_queue_items,
+            response_cache=self.response_cache,
         )
         self.metrics.watch_models(
             lambda: [(s.name, s.version, s.state.value) for s in self.repository.index()]

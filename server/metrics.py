@@ -11,9 +11,10 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from server.core.cache import ResponseCache
 from server.core.errors import StartupError
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,10 @@ class ServerMetrics:
     def watch_models(self, states: Callable[[], Iterable[tuple[str, int, str]]]) -> None:
         """`states()` lists (model, version, state) of the repository, read at each scrape."""
         self.registry.register(_ModelStates(states))
+
+    def watch_response_cache(self, cache: ResponseCache) -> None:
+        """The response caches' counters and size, read at each scrape."""
+        self.registry.register(_CacheStatistics(cache))
 
     def watch_memory_budget(self, used: Callable[[], float], limit: float, waiting: Callable[[], float]):
         """The server-wide decode memory budget, read at each scrape."""
@@ -162,3 +167,30 @@ class _ModelStates(Collector):
             if state == "READY":
                 ready.add_metric([model, str(version)], 1)
         yield ready
+
+
+class _CacheStatistics(Collector):
+    def __init__(self, cache: ResponseCache) -> None:
+        self._cache = cache
+
+    def collect(self):
+        stats = self._cache.stats()
+        for field, what in (
+            ("hits", "answers the response cache gave"),
+            ("misses", "items the response cache did not hold (computed, then stored)"),
+            ("evictions", "entries the response cache dropped to stay within --cache-bytes"),
+        ):
+            counter = CounterMetricFamily(f"crossmodal_response_cache_{field}", what, labels=["model"])
+            for model, counts in sorted(stats.items()):
+                counter.add_metric([model], getattr(counts, field))
+            yield counter
+        yield GaugeMetricFamily(
+            "crossmodal_response_cache_bytes",
+            "bytes the response cache holds now",
+            value=self._cache.used_bytes,
+        )
+        yield GaugeMetricFamily(
+            "crossmodal_response_cache_capacity_bytes",
+            "the response cache's bound (--cache-bytes; 0: off)",
+            value=self._cache.capacity_bytes,
+        )

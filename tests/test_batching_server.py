@@ -104,7 +104,8 @@ def test_calls_waiting_for_their_batch_hold_no_worker_thread(batching_repository
     waiting_calls, workers = 10, 2
     texts = [f"{n} cats on a table" for n in range(waiting_calls)]
     with (
-        in_process_server(batching_repository, workers=workers) as served,
+        # No response cache: the first text's answer would come from it, never queueing behind the hold.
+        in_process_server(batching_repository, workers=workers, cache_bytes=0) as served,
         CrossModalClient(served.address) as client,
     ):
         alone = np.array(client.encode([texts[0]]).embeddings[0].values)

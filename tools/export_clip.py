@@ -163,6 +163,8 @@ def export_clip(
         instance_group=[instance_group(kind)],
         dynamic_batching=dynamic_batching(),
         parameters={"model_type": mc.ModelParameter(string_value="clip_text")},
+        # Texts repeat (label sets, frequent queries) and a text's answer never changes within a load.
+        response_cache=mc.ModelResponseCache(enable=True),
     )
     write_config(repository / vision_name, vision_config)
     write_config(repository / text_name, text_config)

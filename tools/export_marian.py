@@ -80,6 +80,8 @@ def export_marian(
             instance_group=[instance_group(kind)],
             dynamic_batching=dynamic_batching(),
             parameters={"model_type": mc.ModelParameter(string_value="marian")},
+            # Texts repeat (label sets, frequent queries) and a text's answer never changes within a load.
+            response_cache=mc.ModelResponseCache(enable=True),
         ),
     )
     log.info("exported %s as %s version %d into %s", checkpoint, name, version, repository)

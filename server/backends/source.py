@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS, BatchSettings
+from server.core.cache import VersionCache
 from server.repository.specs import ModelSpec
 
 
@@ -16,6 +17,7 @@ class ModelSource:
     directory: Path  # the version folder
     spec: ModelSpec
     max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS  # the queue bound when the config sets none
+    cache: VersionCache | None = None  # this load's response cache, when its config turns one on
 
     def batch_settings(self, default_max_batch_size: int) -> BatchSettings:
         return self.spec.batch_settings(default_max_batch_size, self.max_queue_items)

@@ -13,6 +13,7 @@ MIB = 1024 * 1024
 # (RGB JPEG) to 460 MiB (16-bit PNG), so two to six such fit, or about twenty 12-megapixel photos; the
 # models and the server take about 0.5 GiB more, so a 2 GiB machine holds it.
 DEFAULT_DECODE_MEMORY = 1024 * MIB
+DEFAULT_CACHE_BYTES = 256 * MIB  # about a million text embeddings of 512 floats, or far more translations
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class ServerConfig:
     max_decode_waiting: int = 256
     decode_wait_seconds: float = 30.0
     max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS  # per model version, when its config sets no queue size
+    cache_bytes: int = DEFAULT_CACHE_BYTES  # the response caches of all models together; 0: off
     model_control: ModelControl = ModelControl.NONE
     poll_seconds: float = 15.0
     load_models: tuple[str, ...] = ()  # explicit mode: loaded at start ("*" = all)
@@ -108,6 +110,8 @@ class ServerConfig:
             raise ValueError(f"grace period must not be negative, got {self.grace_seconds}")
         if not self.default_pipeline:
             raise ValueError("default pipeline name must not be empty")
+        if self.cache_bytes < 0:
+            raise ValueError(f"cache bytes must be 0 (off) or more, got {self.cache_bytes}")
         if self.max_queue_items < 1:
             raise ValueError(f"max queue items must be at least 1, got {self.max_queue_items}")
         if self.poll_seconds <= 0:

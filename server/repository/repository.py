@@ -26,6 +26,7 @@ from server.backends.registry import build_backend, platforms
 from server.backends.source import ModelSource
 from server.batching.batcher import BatchObserver
 from server.batching.settings import DEFAULT_MAX_QUEUE_ITEMS
+from server.core.cache import ResponseCache, VersionCache
 from server.core.errors import InvalidInput, ModelLoadError, ModelNotFound, ModelNotReady
 from server.pipelines.kinds import PIPELINE_KINDS, PipelineKind
 from server.repository.fingerprint import Fingerprint, fingerprint
@@ -59,10 +60,16 @@ class VersionStatus:
     spec: ModelSpec | None = None  # the config the model was loaded with
     leases: int = 0  # calls holding it now
     leaving: bool = False  # no longer wanted; unloads as soon as no pipeline needs it
+    cache: VersionCache | None = None  # this load's response cache entries, dropped when it closes
 
     @property
     def kind(self) -> str:
         return self.model.model_type if self.model is not None else ""
+
+
+def _forget(cache: VersionCache | None) -> None:
+    if cache is not None:
+        cache.clear()
 
 
 def check_model_name(name: str) -> str:
@@ -82,12 +89,14 @@ class ModelRepository:
         batch_observer: Callable[[str, int], BatchObserver] | None = None,
         max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS,
         pipeline_kinds: Mapping[str, PipelineKind] = PIPELINE_KINDS,
+        response_cache: ResponseCache | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self._pipeline_kinds = pipeline_kinds
         self._factory = factory
         self._batch_observer = batch_observer
         self._max_queue_items = max_queue_items
+        self.response_cache = response_cache
         self._lock = threading.RLock()  # the tables; held across a pipeline's lookups (consistent())
         self._changes = threading.Lock()  # one load / unload / poll at a time
         self._versions: dict[str, dict[int, VersionStatus]] = {}
@@ -160,7 +169,14 @@ class ModelRepository:
                 current = self._status(name, version)
                 if current is None or current.state is not State.READY or version in changed:
                     self._load_version(
-                        ModelSource(name, version, model_dir / str(version), spec, self._max_queue_items)
+                        ModelSource(
+                            name,
+                            version,
+                            model_dir / str(version),
+                            spec,
+                            self._max_queue_items,
+                            self._cache_for(spec),
+                        )
                     )
             with self._lock:
                 self._clear_model_failure(name)
@@ -168,6 +184,13 @@ class ModelRepository:
                     status.leaving = status.version not in wanted
             self._unload_leavers()
             return self.statuses(name)
+
+    def _cache_for(self, spec: ModelSpec) -> VersionCache | None:
+        """A fresh view per load: a version reloaded from changed files starts with an empty cache."""
+        cache = self.response_cache
+        if not spec.response_cache or cache is None or not cache.enabled:
+            return None
+        return cache.for_load(spec.name)
 
     def unload_model(self, name: str) -> None:
         """Takes every version of `name` out of selection; each closes after its last call."""
@@ -198,14 +221,19 @@ class ModelRepository:
         try:
             model = build_backend(source, self._factory)
         except ModelLoadError as error:
+            _forget(source.cache)
             log.error("model %s version %d failed to load: %s", name, version, error)
             if serving is not None and serving.state is State.READY:
                 serving.reason = f"reload failed, still serving the previous load: {error}"
             else:
                 self._put(VersionStatus(name, version, State.UNAVAILABLE, str(error)))
             return
+        except BaseException:
+            _forget(source.cache)
+            raise
         if self._closing:  # the server stopped while this version loaded: it never serves
             model.close()
+            _forget(source.cache)
             return
         if self._batch_observer is not None:
             model.batcher.observer = self._batch_observer(name, version)
@@ -213,7 +241,9 @@ class ModelRepository:
         with self._lock:
             if serving is not None and serving.state is State.READY:
                 self._start_unloading(serving, idle)  # the previous load of this version finishes its calls
-            self._put(VersionStatus(name, version, State.READY, model=model, spec=source.spec))
+            self._put(
+                VersionStatus(name, version, State.READY, model=model, spec=source.spec, cache=source.cache)
+            )
         self._close_all(idle)
         log.info("model %s version %d: READY on %s (%s)", name, version, model.provider, model.model_type)
 
@@ -287,6 +317,7 @@ class ModelRepository:
 
     def _close(self, status: VersionStatus) -> None:
         status.model.close()
+        _forget(status.cache)
         with self._lock:
             if status in self._unloading:
                 self._unloading.remove(status)
@@ -445,3 +476,4 @@ class ModelRepository:
         for status in self.index():
             if status.model is not None:
                 status.model.close()
+                _forget(status.cache)

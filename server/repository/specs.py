@@ -58,6 +58,7 @@ class ModelSpec:
     version_policy: VersionPolicy
     parameters: Mapping[str, str]  # `parameters`, without the entries left empty
     proto: mc.ModelConfig = field(compare=False, repr=False)
+    response_cache: bool = False  # response_cache { enable: true }
 
     def batch_settings(
         self, default_max_batch_size: int, max_queue_items: int = DEFAULT_MAX_QUEUE_ITEMS
@@ -124,6 +125,7 @@ def model_spec(config: mc.ModelConfig) -> ModelSpec:
         version_policy=VersionPolicy.from_proto(config.version_policy),
         parameters=parameters_of(config),
         proto=config,
+        response_cache=config.response_cache.enable,
     )
 
 

@@ -6,6 +6,7 @@ each padded only to its own longest text (never to the context length).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -17,10 +18,21 @@ from server.backends.onnx.session import SessionFactory
 from server.backends.source import ModelSource
 from server.batching.batcher import DynamicBatcher
 from server.batching.buckets import length_buckets
+from server.core.cache import through_cache
 from server.core.errors import InvalidInput, ModelLoadError
 from server.core.pending import Pending
 
 IDS, MASK = "input_ids", "attention_mask"
+
+
+def _kept_rows(embeds: np.ndarray) -> list[np.ndarray]:
+    """Each row as its own read-only array: a cached row must not keep its whole batch alive."""
+    rows = []
+    for row in embeds:
+        kept = row.copy()
+        kept.flags.writeable = False
+        rows.append(kept)
+    return rows
 
 
 class ClipTextModel(OnnxModel):
@@ -38,6 +50,7 @@ class ClipTextModel(OnnxModel):
             )
         settings = source.batch_settings(DEFAULT_MAX_BATCH)
         self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self.guarded(self._run), settings)
+        self.cache = source.cache
 
     def signature(self) -> Signature:
         return Signature(
@@ -46,8 +59,19 @@ class ClipTextModel(OnnxModel):
         )
 
     def submit_texts(self, texts: Sequence[str]) -> Pending[np.ndarray]:
-        """Tokenises here (in the caller's thread) and queues; the answer is [N, D]."""
-        return self._submit_ids(self.tokenizer.token_ids(list(texts)))
+        """Tokenises here (in the caller's thread) and queues; the answer is [N, D]. With the response
+        cache on, texts this load embedded before are neither tokenised nor run again."""
+        texts = list(texts)
+        if self.cache is None:
+            return self._submit_ids(self.tokenizer.token_ids(texts))
+
+        def embed(indices: list[int]) -> Pending[list[np.ndarray]]:
+            ids = self.tokenizer.token_ids([texts[i] for i in indices])
+            return self._submit_ids(ids).then(_kept_rows)
+
+        dim = self.embedding_dim
+        pending = through_cache(self.cache, texts, embed, lambda text, row: row.nbytes + sys.getsizeof(text))
+        return pending.then(lambda rows: stacked(rows, dim))
 
     def infer(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]) -> Pending:
         """input_ids [N, L] (and attention_mask, else every token counts) -> text embeddings [N, D]."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from server.backends.onnx.session import SessionFactory
 from server.backends.source import ModelSource
 from server.batching.batch_run import abandoned_items
 from server.batching.batcher import DynamicBatcher
+from server.core.cache import through_cache
 from server.core.cancellation import check_cancelled
 from server.core.errors import ModelLoadError
 from server.core.pending import Pending
@@ -32,6 +34,11 @@ from server.repository.model_config import ONNX_PLATFORM
 DEFAULT_SENTENCES_PER_BATCH = 16
 SEPARATE = ("decoder_model.onnx", "decoder_with_past_model.onnx")
 MERGED = "decoder_model_merged.onnx"
+
+
+def _translation_bytes(key: tuple[str, SearchSettings], hypotheses: list[Hypothesis]) -> int:
+    # The settings object is shared by every key of a call; the texts are what grows.
+    return sys.getsizeof(key[0]) + sum(sys.getsizeof(h.text) + 64 for h in hypotheses)
 
 
 def _read_json(path: Path) -> dict:
@@ -73,6 +80,7 @@ class MarianModel(Backend):
         self.graphs, self._provider = self._open_graphs(source, factory)
         settings = source.batch_settings(DEFAULT_SENTENCES_PER_BATCH)
         self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self.guarded(self._run), settings)
+        self.cache = source.cache
 
     @staticmethod
     def _open_graphs(source: ModelSource, factory: SessionFactory) -> tuple[MarianGraphs, str]:
@@ -115,11 +123,21 @@ class MarianModel(Backend):
     ) -> Pending[list[list[Hypothesis]]]:
         """Queues the sentences; only sentences with the same search settings decode together."""
         settings = search_settings(self.defaults, options, self.max_positions)
-        items = []
-        for text in texts:
-            check_cancelled("Marian tokenising")
-            items.append((settings, self.tokenizer.encode(text)))
-        return queued(self.batcher, items, group=settings)
+        texts = list(texts)
+
+        def translate(indices: list[int]) -> Pending[list[list[Hypothesis]]]:
+            items = []
+            for index in indices:
+                check_cancelled("Marian tokenising")
+                items.append((settings, self.tokenizer.encode(texts[index])))
+            return queued(self.batcher, items, group=settings)
+
+        if self.cache is None:
+            return translate(list(range(len(texts))))
+        # Same text, same settings, same load: the same n-best list (the search is deterministic).
+        keys = [(text, settings) for text in texts]
+        pending = through_cache(self.cache, keys, translate, _translation_bytes)
+        return pending.then(lambda answers: [list(hypotheses) for hypotheses in answers])
 
     def translate(self, texts: list[str], options: TranslateOptions) -> list[list[Hypothesis]]:
         """n-best translations per text, best first, through the batcher (waiting on this thread: for
