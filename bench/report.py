@@ -162,7 +162,32 @@ def _raw_summary(figure: Figure) -> str:
             f"p90 {raw['english_ms']['p90']:.2f} ms; "
             f"Chinese queries (translated) p50 {raw['chinese_ms']['p50']:.2f} ms"
         )
+    if figure.key.startswith("p6"):
+        return _photo_summary(figure.key, raw)
     return f"p50 gRPC {raw['grpc_ms']['p50']:.2f} ms; in process {raw['in_process_ms']['p50']:.2f} ms"
+
+
+def _photo_summary(key: str, raw: dict) -> str:
+    if key == "p6_preprocess_12mp_speedup":
+        sizes = "; ".join(
+            f"{name} {entry['exact_ms']:.1f} → {entry['fast_ms']:.1f} ms"
+            for name, entry in raw["per_size"].items()
+        )
+        return f"exact → fast per photo: {sizes}; embedding cosine ≥ {raw['min_cosine_all_sizes']:.6f}"
+    if key == "p6_cached_classify_speedup":
+        return (
+            f"first call {raw['first']['median_ms']:.0f} ms; again {raw['again']['median_ms']:.1f} ms "
+            f"(medians)"
+        )
+    baseline, name = (
+        (raw["onnxruntime_exact"], "onnxruntime + exact preprocessing")
+        if key.endswith("_vs_ort_exact")
+        else (raw["transformers"], "transformers")
+    )
+    return (
+        f"server {raw['server']['photos_per_s']:.2f} photos/s; {name} {baseline['best_photos_per_s']:.2f} "
+        f"photos/s at batch {baseline['best_batch']}"
+    )
 
 
 def _sentences(count: int) -> str:

@@ -7,12 +7,16 @@
   p4  Compare latency over loopback gRPC minus the in-process engine, on the committed demo models
   p5  retrieval on the demo models: images indexed per second, and Search p50 over 10,000 vectors
       (recorded figures, no targets)
+  p6  what users send: photo-size JPEGs (640x480, 1920x1080, 4032x3024) - preprocessing exact vs fast,
+      photos/s through the server vs transformers and vs ONNX Runtime with exact preprocessing - and
+      Classify against a fixed Chinese label set, first call vs again (response cache)
 
-p1-p3 run on random-weight models of real size (ViT-B/32 CLIP, opus-mt-zh-en Marian) built by
+p1-p3 and p6 run on random-weight models of real size (ViT-B/32 CLIP, opus-mt-zh-en Marian) built by
 `make bench-models` (python -m tools.bench_models); `--tiny` builds tiny ones itself and runs briefly,
 which checks the machinery, not the speed. Load tests run first against a server subprocess; it is
 stopped before the in-process baselines run, each in a fresh interpreter, so nothing competes for the
-cores.
+cores. The p1/p2 server runs without response caches (--cache-bytes=0): those sections measure the
+model path, and their captions repeat; the p6 server runs with the defaults, as users run it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import image, overhead, report, retrieval, text, translate
+from bench import image, overhead, photos, report, retrieval, text, translate
 from bench.figures import SECTIONS, TARGETS, Figure
 from bench.isolation import in_fresh_process, progress, quiet_known_warnings
 from bench.serving import serving
@@ -33,7 +37,8 @@ from tools.bench_models import DEFAULT_OUT, DEFAULT_TINY_OUT, PRESETS, ROOT, Ben
 
 DEFAULT_RESULTS = ROOT / "bench" / "results"
 # The sections that run on the bench models; p4 and p5 use the committed demo models.
-MODEL_SECTIONS = {"p1", "p2", "p3"}
+MODEL_SECTIONS = {"p1", "p2", "p3", "p6"}
+NO_CACHE = ["--cache-bytes=0"]
 
 
 def bench_models(path: Path | None, tiny: bool) -> BenchModels:
@@ -60,10 +65,25 @@ def run_served(models: BenchModels, sections: set[str], settings: BenchSettings,
     if not sections & {"p1", "p2"}:
         return None, None
     print(f"[server] starting a server over {models.repository}", flush=True)
-    with serving(models.repository, server_args) as address:
+    with serving(models.repository, [*NO_CACHE, *server_args]) as address:
         images = image.served(address, settings, progress("p1")) if "p1" in sections else None
         texts = text.served(address, settings, progress("p2")) if "p2" in sections else None
     return images, texts
+
+
+def run_photos(models: BenchModels, settings: BenchSettings, server_args: list[str]) -> list[Figure]:
+    """p6: the photo loads and the cached Classify through one server, then the in-process sides."""
+    say = progress("p6")
+    say("generating photo-like JPEGs (640x480, 1920x1080, 4032x3024)")
+    sets = photos.photo_sets(settings)
+    say(f"[server] starting a server over {models.repository}")
+    with serving(models.repository, server_args) as address:
+        loads = photos.served(address, sets, settings, say)
+        classified = photos.cached_classify(address, sets[1].jpegs[0], say)
+    prepared = in_fresh_process(photos.preprocessing, models, sets, "p6")
+    torch_result = in_fresh_process(photos.transformers_sweep, models, sets, settings, "p6")
+    ort_result = in_fresh_process(photos.ort_exact_sweep, models, sets, settings, "p6")
+    return photos.figures(prepared, loads, torch_result, ort_result, classified)
 
 
 def run(
@@ -92,6 +112,8 @@ def run(
         figures.append(overhead.measure(settings, progress("p4")))
     if "p5" in sections:
         figures += retrieval.measure(settings, progress("p5"), retrieval_args)
+    if "p6" in sections:
+        figures += run_photos(models, settings, server_args)
     return figures
 
 
@@ -149,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="ARG",
-        help="extra argument for the p1/p2 server, repeatable (e.g. --server-arg=--workers=8)",
+        help="extra argument for the p1/p2 and p6 servers, repeatable (e.g. --server-arg=--workers=8)",
     )
     parser.add_argument(
         "--retrieval-arg",

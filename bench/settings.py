@@ -15,6 +15,8 @@ class BenchSettings:
     concurrency: int = 32  # concurrent calls in flight in the load tests
     texts_per_request: int = 8
     image_batches: tuple[int, ...] = (1, 8, 16, 32)
+    photo_batches: tuple[int, ...] = (1, 4, 8, 16)  # p6 baselines: a batch of 12 MP photos is seconds
+    photos_per_size: int = 0  # p6: distinct photos of each size; 0: bench.photos' defaults
     text_batches: tuple[int, ...] = (8, 32, 64)
     index_images: int = 500  # p5: JPEG images indexed, timed
     search_vectors: int = 10_000  # p5: collection size for the Search latency (images + captions)
@@ -38,6 +40,8 @@ TINY = BenchSettings(
     sweep_seconds=0.3,
     translate_repeats=3,
     overhead_repeats=40,
+    photo_batches=(1, 2),
+    photos_per_size=2,
     index_images=40,
     search_vectors=500,
     search_queries=20,

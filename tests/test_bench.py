@@ -97,6 +97,8 @@ def test_tiny_models_have_the_bench_layout(tiny_bench_models):
         config = (repository / name / "config.pbtxt").read_text()
         assert "dynamic_batching" in config and "KIND_CPU" in config
         assert (repository / name / "1").is_dir()
+        # p6's cached Classify needs the caches the exporters turn on for texts (and only for texts).
+        assert ("response_cache" in config) is (name != "clip_vision"), name
     assert 'string_value: "opus_mt_zh_en"' in (repository / "clip" / "config.pbtxt").read_text()
     assert (tiny_bench_models / "ct2" / "marian" / "model.bin").is_file()
     generation = json.loads((repository / "opus_mt_zh_en" / "1" / "generation_config.json").read_text())
@@ -188,3 +190,18 @@ def assert_figures_follow_from_their_raw_measurements(doc: dict) -> None:
     assert_ascending(search["english_ms"])
     assert_ascending(search["chinese_ms"])
     assert doc["p5_search_p50_ms"] == search["english_ms"]["p50"]
+
+    prepared = raw["p6_preprocess_12mp_speedup"]
+    twelve = prepared["per_size"]["12mp"]
+    assert doc["p6_preprocess_12mp_speedup"] == pytest.approx(twelve["exact_ms"] / twelve["fast_ms"])
+    assert set(prepared["per_size"]) == {"640x480", "1080p", "12mp"}
+    assert 0.9999 <= prepared["min_cosine_all_sizes"] <= 1.0 + 1e-6
+    for size in ("1080p", "12mp"):
+        photos = raw[f"p6_photo_{size}_vs_transformers"]
+        assert_served_load(photos["server"], "photos", 1)
+        for key, baseline in (("transformers", "transformers"), ("ort_exact", "onnxruntime_exact")):
+            ratio = photos["server"]["photos_per_s"] / best_of_sweep(photos[baseline], "photos")
+            assert doc[f"p6_photo_{size}_vs_{key}"] == pytest.approx(ratio)
+    classified = raw["p6_cached_classify_speedup"]
+    first, again = classified["first"], classified["again"]
+    assert doc["p6_cached_classify_speedup"] == pytest.approx(first["median_ms"] / again["median_ms"])

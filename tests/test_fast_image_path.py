@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
+from bench.data import photo_like
 from server.backends.clip.vision import ClipVisionModel
 from server.backends.onnx.session import SessionFactory
 from server.backends.source import ModelSource
@@ -46,28 +47,6 @@ SIZES = [
     (4032, 3024),
     (3024, 4032),
 ]
-
-
-def photo_like(seed: int, width: int, height: int) -> Image.Image:
-    """Smooth lighting, shapes with hard and blurred edges, fine texture and sensor noise."""
-    rng = np.random.default_rng(seed)
-    # Low-frequency colour field (lighting, sky, walls), upsampled smoothly to the photo's size.
-    field = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((width, height), 3)
-    draw = ImageDraw.Draw(field)
-    for _ in range(12):
-        x0, x1 = sorted(rng.integers(0, width, 2).tolist())
-        y0, y1 = sorted(rng.integers(0, height, 2).tolist())
-        colour = tuple(rng.integers(0, 256, 3).tolist())
-        shape = draw.rectangle if rng.random() < 0.5 else draw.ellipse
-        shape((x0, y0, x1, y1), fill=colour, outline=(0, 0, 0), width=max(width // 400, 1))
-    field = field.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.0, 1.5))))
-    # Texture: stripes of a few pixels' period, like fabric, foliage or brickwork.
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    period = float(rng.uniform(3, 12))
-    texture = 18 * np.sin((xs * 0.8 + ys * 0.6) * (2 * np.pi / period))
-    noise = rng.normal(0, 6, (height, width)).astype(np.float32)
-    pixels = np.asarray(field, dtype=np.float32) + (texture + noise)[:, :, None]
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:
