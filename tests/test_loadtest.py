@@ -10,14 +10,17 @@ import os
 import random
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from crossmodal_loadtest import CONCURRENCY, LoadConfig, OperationMix, Stage, run_load
+from crossmodal_loadtest import CONCURRENCY, LoadConfig, LoadReport, OperationMix, Stage, run_load
+from crossmodal_loadtest.cli import build_parser, config_from_args
 from crossmodal_loadtest.cli import main as loadtest_main
-from crossmodal_loadtest.inputs import CAPTIONS, InputPool, generated_images
+from crossmodal_loadtest.image_size import MAX_IMAGE_SIDE, NAMED_IMAGE_SIZES, parse_image_size
+from crossmodal_loadtest.inputs import CAPTIONS, InputPool, _scene, generated_images
 from crossmodal_loadtest.mix import OPERATIONS
 from crossmodal_loadtest.phases import Phase, StagePhases
 from crossmodal_loadtest.schedule import poisson_arrivals
@@ -33,6 +36,8 @@ from tests.fixtures.server import ROOT, free_port, running_server
 
 ALL_OPERATIONS_MIX = "encode_images=2,encode_texts=2,compare=1,classify=1,translate=1"
 LATENCY_ORDER = ("min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms")
+# A 1920x1080 camera JPEG at quality 90 weighs 0.5 to 1 MB; the scene without texture and noise, about 60 kB.
+MIN_1080P_PHOTO_BYTES = 300_000
 
 
 # --- statistics -----------------------------------------------------------------------------------------
@@ -191,13 +196,111 @@ def test_workload_is_deterministic_and_speaks_the_chosen_languages():
             assert len(args[0]) == 2
 
 
-def test_generated_images_are_deterministic_jpegs_of_the_requested_size():
-    images = generated_images(96, count=4, seed=1)
-    assert images == generated_images(96, count=4, seed=1)
-    assert len(set(images)) == 4
-    for data in images:
-        with Image.open(io.BytesIO(data)) as image:
-            assert (image.format, image.size) == ("JPEG", (96, 96))
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("224", (224, 224)),
+        ("1920x1080", (1920, 1080)),
+        ("480X640", (480, 640)),
+        ("vga", (640, 480)),
+        ("1080p", (1920, 1080)),
+        ("12MP", (4032, 3024)),
+        (str(MAX_IMAGE_SIDE), (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE)),
+    ],
+)
+def test_image_size_is_pixels_width_x_height_or_a_name(text, size):
+    assert parse_image_size(text) == size
+    assert config_from_args(build_parser().parse_args(["--image-size", text])).image_size == size
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("large", "WIDTHxHEIGHT"),
+        ("1920x", "WIDTHxHEIGHT"),
+        ("1920x1080x3", "WIDTHxHEIGHT"),
+        ("-224", "WIDTHxHEIGHT"),
+        ("22.4", "WIDTHxHEIGHT"),
+        ("0", f"from 1 to {MAX_IMAGE_SIDE}"),
+        (f"{MAX_IMAGE_SIDE + 1}x1080", f"from 1 to {MAX_IMAGE_SIDE}"),
+    ],
+)
+def test_other_image_sizes_are_usage_errors_that_name_the_accepted_forms(text, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        loadtest_main(["--image-size", text])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "--image-size" in error and message in error
+    if message == "WIDTHxHEIGHT":
+        assert all(name in error for name in ("PIXELS", "vga", "1080p", "12mp"))
+
+
+def test_config_carries_width_and_height_within_the_bound():
+    assert LoadConfig(image_size=96).image_size == (96, 96)
+    assert LoadConfig(image_size=(1920, 1080)).image_size == (1920, 1080)
+    for size in ((0, 10), (10, MAX_IMAGE_SIDE + 1), (10.5, 10)):
+        with pytest.raises(ValueError, match=str(MAX_IMAGE_SIDE)):
+            LoadConfig(image_size=size)
+
+
+def test_help_lists_the_image_size_forms(capsys):
+    with pytest.raises(SystemExit):
+        loadtest_main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "WIDTHxHEIGHT (e.g. 1920x1080)" in help_text and "12mp (4032x3024)" in help_text
+
+
+def test_generated_photos_are_deterministic_quality_90_jpegs_of_the_requested_size():
+    for size in ((320, 200), (200, 320), (1, 1)):
+        images = generated_images(size, count=4, seed=1)
+        assert images == generated_images(size, count=4, seed=1)
+        for data in images:
+            with Image.open(io.BytesIO(data)) as image:
+                assert (image.format, image.mode, image.size) == ("JPEG", "RGB", size)
+                # Quality 90 scales the standard luminance table's first entry, 16, to 3.
+                assert image.quantization[0][0] == 3
+    photos = generated_images((320, 200), count=4, seed=1)
+    assert len(set(photos)) == 4
+    assert set(photos).isdisjoint(generated_images((320, 200), count=4, seed=2))
+
+
+def test_generated_photos_carry_texture_and_noise():
+    size = (1920, 1080)
+    photos = generated_images(size, count=2)
+    # The scene alone (flat colours, a gradient, shapes) compresses far below that: texture and noise are
+    # what make a 1080p camera JPEG weigh half a megabyte.
+    for index in range(2):
+        scene, _horizon = _scene(*size, random.Random(index))
+        flat = io.BytesIO()
+        Image.fromarray(scene).save(flat, format="JPEG", quality=90)
+        assert len(flat.getvalue()) < MIN_1080P_PHOTO_BYTES / 2
+    assert min(len(photo) for photo in photos) > MIN_1080P_PHOTO_BYTES
+    with Image.open(io.BytesIO(photos[0])) as image:
+        pixels = np.asarray(image, dtype=np.float32)
+    # Neighbouring pixels differ by several grey levels everywhere, not only at the shapes' edges.
+    assert np.median(np.abs(np.diff(pixels, axis=1))) >= 4
+
+
+def test_a_12_megapixel_photo_is_generated_without_per_pixel_python():
+    started = time.process_time()
+    (photo,) = generated_images(NAMED_IMAGE_SIZES["12mp"], count=1)
+    assert time.process_time() - started < 3.0  # about 0.5 s; a per-pixel loop would take minutes
+    with Image.open(io.BytesIO(photo)) as image:
+        assert image.size == (4032, 3024)
+
+
+def test_report_says_the_image_size_used(tmp_path):
+    def config_fields(config: LoadConfig) -> dict:
+        report = LoadReport(
+            config=config, started_at="2026-01-01T00:00:00", finished_at="2026-01-01T00:00:01"
+        )
+        config_json = report.to_dict()["config"]
+        return {name: config_json[name] for name in ("image_size", "image_width", "image_height")}
+
+    generated = config_fields(LoadConfig(image_size=(1920, 1080)))
+    assert generated == {"image_size": "1920x1080", "image_width": 1920, "image_height": 1080}
+    from_folder = config_fields(LoadConfig(image_size=(1920, 1080), image_dir=tmp_path))
+    assert from_folder == {"image_size": None, "image_width": None, "image_height": None}
 
 
 def test_image_folder_files_are_sent_as_they_are(tmp_path):
@@ -252,6 +355,7 @@ def test_cli_sweeps_concurrency_and_rate_over_every_operation(demo_server, tmp_p
     result = _run_cli(
         *("--port", _port(demo_server), "--concurrency", "1,4", "--rate", "20"),
         *("--duration", "2", "--warmup-seconds", "0.5", "--mix", ALL_OPERATIONS_MIX, "--languages", "en,zh"),
+        *("--image-size", "320x240"),
         *("--json", str(paths["json"]), "--csv", str(paths["csv"]), "--plot", str(paths["png"])),
         "--fail-on-error",
     )
@@ -260,6 +364,7 @@ def test_cli_sweeps_concurrency_and_rate_over_every_operation(demo_server, tmp_p
 
     report = json.loads(paths["json"].read_text())
     assert report["config"]["languages"] == ["en", "zh"] and report["machine"]["cpu_count"] == os.cpu_count()
+    assert (report["config"]["image_width"], report["config"]["image_height"]) == (320, 240)
     assert report["started_at"] <= report["finished_at"]
     assert [stage["name"] for stage in report["stages"]] == ["c=1", "c=4", "r=20/s"]
     for stage in report["stages"]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from crossmodal.cli import add_security_arguments, security
 from crossmodal_loadtest.config import CONCURRENCY, RATE, LoadConfig, Stage
+from crossmodal_loadtest.image_size import IMAGE_SIZE_FORMS, MAX_IMAGE_SIDE, parse_image_size
 from crossmodal_loadtest.mix import DEFAULT_MIX, OPERATIONS, OperationMix
 from crossmodal_loadtest.plot import plot_latency_vs_throughput
 from crossmodal_loadtest.report import format_table, write_csv, write_json
@@ -30,7 +31,8 @@ Operations (--mix): encode_images (Encode of images), encode_texts (Encode of ca
 against --candidates captions), classify (images against --candidates labels, prompt "a photo of {}"
 or "一张{}的照片"), translate (Chinese captions, model-default beams). Texts are drawn from built-in
 English and Chinese captions in the --languages given; translate always sends Chinese. Images are
-generated JPEG scenes of --image-size pixels, or the files of --images DIR.
+generated photo-like JPEGs (a scene with fine texture and sensor noise, quality 90) of --image-size, or
+the files of --images DIR.
 """
 
 EPILOG = """\
@@ -38,6 +40,7 @@ examples:
   crossmodal-loadtest --concurrency 1,4,16,32 --duration 10
   crossmodal-loadtest --rate 20,50,100 --duration 30 --json run.json --csv run.csv --plot run.png
   crossmodal-loadtest --host 10.0.0.5 --port 8001 --mix encode_images=1 --batch-items 8 --images photos/
+  crossmodal-loadtest --mix encode_images=1 --image-size 12mp --concurrency 1,4,8
   crossmodal-loadtest --mix encode_texts=1,translate=1 --languages zh --concurrency 8 --requests 500
   crossmodal-loadtest --concurrency 4 --model clip --version 2 --fail-on-error
 
@@ -59,6 +62,13 @@ def _numbers(kind: type):
 def _mix(text: str) -> OperationMix:
     try:
         return OperationMix.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        return parse_image_size(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -171,10 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     workload.add_argument(
         "--image-size",
-        type=int,
-        default=224,
-        metavar="PIXELS",
-        help="side of the generated square JPEG images (default: %(default)s)",
+        type=_image_size,
+        default="224",
+        metavar="SIZE",
+        help=f"size of the generated photos: {IMAGE_SIZE_FORMS}; at most {MAX_IMAGE_SIDE} pixels a side "
+        "(default: %(default)s)",
     )
     workload.add_argument(
         "--images", type=Path, metavar="DIR", help="send the image files in DIR instead of generated images"
@@ -250,7 +261,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     show_progress = not args.no_progress and sys.stderr.isatty()
     stage_names = ", ".join(stage.name for stage in config.stages)
-    print(f"crossmodal-loadtest: {config.target}, stages {stage_names}, mix {config.mix}", flush=True)
+    images = (
+        f"images from {config.image_dir}" if config.image_dir else "images {}x{}".format(*config.image_size)
+    )
+    print(
+        f"crossmodal-loadtest: {config.target}, stages {stage_names}, mix {config.mix}, {images}", flush=True
+    )
     try:
         report = run_load(config, show_progress=show_progress)
     except ServerUnreachable as error:

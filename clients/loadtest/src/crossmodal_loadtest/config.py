@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 
 from crossmodal import Security
+from crossmodal_loadtest.image_size import check_image_size
 from crossmodal_loadtest.mix import DEFAULT_MIX, OperationMix
 
 CONCURRENCY = "concurrency"
@@ -48,7 +50,8 @@ class LoadConfig:
     languages: tuple[str, ...] = LANGUAGES
     batch_items: int = 1
     candidates: int = 3
-    image_size: int = 224
+    # (width, height) of the generated images; a single number means a square.
+    image_size: tuple[int, int] = (224, 224)
     image_dir: Path | None = None
     duration: float | None = 10.0
     requests: int | None = None
@@ -76,9 +79,13 @@ class LoadConfig:
             raise ValueError(
                 f"languages must be a non-empty subset of {list(LANGUAGES)}, got {self.languages}"
             )
-        for name in ("batch_items", "candidates", "image_size"):
+        for name in ("batch_items", "candidates"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        size = (
+            (self.image_size, self.image_size) if isinstance(self.image_size, Integral) else self.image_size
+        )
+        object.__setattr__(self, "image_size", check_image_size(*size))
         if self.seed < 0:
             raise ValueError(f"seed must not be negative, not {self.seed}")
         if self.timeout <= 0 or self.connect_timeout <= 0:

@@ -1,7 +1,8 @@
 """The inputs requests are built from: images (generated, or read from a folder) and caption sentences.
 
-Generated images are small deterministic scenes (a gradient sky over ground, a few shapes), JPEG-encoded
-like camera photos, so that decoding and resizing cost what they cost for real uploads of that size.
+Generated images are deterministic scenes (a sky over shaded ground, a few shapes) with fine texture and
+sensor noise, JPEG-encoded at quality 90 like camera photos, so that decoding and resizing cost what they
+cost for real uploads of that size.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from crossmodal.client import image_item, text_item
 from crossmodal.v1 import crossmodal_pb2 as pb
 
 GENERATED_IMAGE_COUNT = 8
+JPEG_QUALITY = 90  # what phone cameras and most photo software save at
+TEXTURE_AMPLITUDE = 18.0  # grey levels, on the ground; a third of it in the sky
+NOISE_SIGMA = 6.0  # grey levels: a phone sensor in daylight
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 
 CAPTIONS = {
@@ -56,33 +61,65 @@ LABELS = {
 PROMPT_TEMPLATES = {"en": "a photo of {}", "zh": "一张{}的照片"}
 
 
-def generated_images(size: int, count: int = GENERATED_IMAGE_COUNT, seed: int = 0) -> list[bytes]:
-    """`count` distinct size×size JPEG scenes; the same arguments always give the same bytes."""
-    return [_scene(size, random.Random(seed * 1000 + index)) for index in range(count)]
+def generated_images(size: tuple[int, int], count: int = GENERATED_IMAGE_COUNT, seed: int = 0) -> list[bytes]:
+    """`count` distinct photo-like JPEGs of `size` (width, height); the same arguments give the same bytes."""
+    return [_photo(size, seed * 1000 + index) for index in range(count)]
 
 
-def _scene(size: int, rng: random.Random) -> bytes:
-    sky = tuple(rng.randrange(60, 230) for _ in range(3))
-    ground = tuple(rng.randrange(20, 200) for _ in range(3))
-    image = Image.new("RGB", (size, size), sky)
+def _photo(size: tuple[int, int], seed: int) -> bytes:
+    width, height = size
+    scene, horizon = _scene(width, height, random.Random(seed))
+    pixels = scene.astype(np.float32)
+    pixels += _grain(width, height, horizon, np.random.default_rng(seed))[:, :, None]
+    np.clip(pixels, 0, 255, out=pixels)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8), "RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def _grain(width: int, height: int, horizon: int, rng: np.random.Generator) -> np.ndarray:
+    """Fine texture (fabric, foliage, brickwork) of a few pixels' period, stronger on the ground than in
+    the sky, plus Gaussian sensor noise: the high frequencies that make a camera JPEG large and slow to
+    decode. A height x width float32 offset in grey levels, the same for the three channels."""
+    wavenumber = 2 * np.pi / rng.uniform(3.0, 8.0)
+    angle = rng.uniform(0.0, np.pi)
+    rows = np.arange(height, dtype=np.float32)[:, None]
+    columns = np.arange(width, dtype=np.float32)[None, :]
+    # Constants folded into the row and column factors, so each full-size operation runs once.
+    phase = columns * np.float32(wavenumber * np.cos(angle)) + rows * np.float32(wavenumber * np.sin(angle))
+    amplitude = np.where(rows >= horizon, np.float32(TEXTURE_AMPLITUDE), np.float32(TEXTURE_AMPLITUDE / 3))
+    grain = np.sin(phase, out=phase)
+    grain *= amplitude
+    grain += rng.standard_normal((height, width), dtype=np.float32) * np.float32(NOISE_SIGMA)
+    return grain
+
+
+def _scene(width: int, height: int, rng: random.Random) -> tuple[np.ndarray, int]:
+    """A sky over a shaded ground with a few outlined shapes, as an RGB array, and the horizon row."""
+    sky = np.array([rng.randrange(60, 230) for _ in range(3)], dtype=np.float32)
+    ground = np.array([rng.randrange(20, 200) for _ in range(3)], dtype=np.float32)
+    horizon = rng.randrange(height // 3, 2 * height // 3 + 1)
+    # The ground darkens towards the horizon, as light falls off with distance.
+    shade = 0.6 + 0.4 * np.arange(height - horizon, dtype=np.float32) / max(height - horizon, 1)
+    pixels = np.empty((height, width, 3), dtype=np.uint8)
+    pixels[:horizon] = sky.astype(np.uint8)
+    pixels[horizon:] = (shade[:, None, None] * ground).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGB")
     draw = ImageDraw.Draw(image)
-    horizon = rng.randrange(size // 3, 2 * size // 3 + 1)
-    # A vertical gradient gives the encoder real frequency content rather than flat colour.
-    for row in range(horizon, size):
-        shade = (row - horizon) / max(size - horizon, 1)
-        draw.line([(0, row), (size, row)], fill=tuple(int(c * (0.6 + 0.4 * shade)) for c in ground))
     for _ in range(rng.randrange(1, 4)):
-        width, height = (
-            rng.randrange(size // 8 + 1, size // 3 + 2),
-            rng.randrange(size // 8 + 1, size // 3 + 2),
-        )
-        left, top = rng.randrange(0, size - width + 1), rng.randrange(0, size - height + 1)
+        shape_width = rng.randrange(width // 8 + 1, width // 3 + 2)
+        shape_height = rng.randrange(height // 8 + 1, height // 3 + 2)
+        left = rng.randrange(0, max(width - shape_width, 0) + 1)
+        top = rng.randrange(0, max(height - shape_height, 0) + 1)
         colour = tuple(rng.randrange(0, 256) for _ in range(3))
         shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
-        shape([left, top, left + width, top + height], fill=colour, outline=(0, 0, 0))
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
+        shape(
+            [left, top, left + shape_width, top + shape_height],
+            fill=colour,
+            outline=(0, 0, 0),
+            width=max(min(width, height) // 400, 1),
+        )
+    return np.asarray(image), horizon
 
 
 def folder_images(folder: Path) -> list[bytes]:
@@ -103,7 +140,9 @@ class InputPool:
     labels: dict[str, tuple[str, ...]]
 
     @classmethod
-    def build(cls, image_size: int, image_dir: Path | None, languages: tuple[str, ...], seed: int = 0):
+    def build(
+        cls, image_size: tuple[int, int], image_dir: Path | None, languages: tuple[str, ...], seed: int = 0
+    ):
         images = (
             folder_images(image_dir) if image_dir is not None else generated_images(image_size, seed=seed)
         )

@@ -52,6 +52,7 @@ class LoadReport:
             stages=[{"mode": s.mode, "level": s.level, "name": s.name} for s in self.config.stages],
             mix=dict(self.config.mix.weights),
             image_dir=str(self.config.image_dir) if self.config.image_dir else None,
+            **self._image_size_fields(),
             latency_measured_from="scheduled send time (rate stages); actual send time (concurrency stages)",
         )
         return {
@@ -61,3 +62,10 @@ class LoadReport:
             "machine": self.machine,
             "stages": [stage.to_dict() for stage in self.stages],
         }
+
+    def _image_size_fields(self) -> dict:
+        """The generated photos' size, as `WIDTHxHEIGHT` and in numbers; null when a folder was sent."""
+        if self.config.image_dir:
+            return {"image_size": None, "image_width": None, "image_height": None}
+        width, height = self.config.image_size
+        return {"image_size": f"{width}x{height}", "image_width": width, "image_height": height}
