@@ -1,8 +1,9 @@
 """The engine: the high-level operations (encode, compare, classify, translate) over the repository.
 
 Each operation is a coroutine on the event loop. Its CPU stages (decoding, jieba, tokenising, scoring)
-run on the worker threads of `executor`, carrying the call's cancellation token; the batches it queues
-are awaited as Pendings, so a call waiting for its batch holds no thread. ONNX Runtime runs only on the
+run on the worker threads of `executor`, carrying the call's cancellation token, when they outweigh the
+hop to a thread; smaller ones (a few short texts, a small score matrix) run on the loop. The batches it
+queues are awaited as Pendings, so a call waiting for its batch holds no thread. ONNX Runtime runs only on the
 batchers' own threads. No protocol is known here: the protocols' call runner turns results and errors
 into answers.
 """
@@ -15,7 +16,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
 
-from server.core.cancellation import run_in_worker
+from server.core.cancellation import run_here, run_in_worker
 from server.core.config import Limits
 from server.core.errors import CrossModalError, InvalidInput, LimitExceeded, ModelNotReady
 from server.core.types import (
@@ -31,11 +32,14 @@ from server.core.types import (
     TranslateResult,
 )
 from server.memory_budget import MemoryBudget
-from server.pipelines.clip import ClipPipeline, resolve_pipeline
+from server.pipelines.clip import ClipPipeline, heavy_texts, resolve_pipeline
 from server.pipelines.text import describe_text, resolve_translator, translate_outcomes
 from server.repository.repository import ModelRepository
 
 PLACEHOLDER = "{}"
+# Scoring more (query, candidate) pairs than this runs on a worker thread; a smaller matrix (its product,
+# softmax and, for Classify, the ranked label scores) takes less time on the event loop than the hop.
+INLINE_SCORES = 1024
 
 
 def _leasing_models(operation):
@@ -109,7 +113,8 @@ class Engine:
         self._check_count("queries + candidates", len(queries) + len(candidates))
         pipeline = self.pipeline(ref)
         embedded = await self._embed(pipeline, _named("queries", queries) + _named("candidates", candidates))
-        similarity, probabilities = await self.offload(
+        scoring = self.offload if len(queries) * len(candidates) > INLINE_SCORES else run_here
+        similarity, probabilities = await scoring(
             _scores, embedded.embeddings, len(queries), pipeline.logit_scale
         )
         return CompareResult(similarity, probabilities, pipeline.logit_scale, embedded.texts, embedded.models)
@@ -133,9 +138,8 @@ class Engine:
         pipeline = self.pipeline(ref)
         named = _named("items", items) + [(f"labels[{i}]", TextInput(p)) for i, p in enumerate(prompts)]
         embedded = await self._embed(pipeline, named)
-        results = await self.offload(
-            _classifications, embedded.embeddings, labels, pipeline.logit_scale, top_k
-        )
+        scoring = self.offload if len(items) * len(labels) > INLINE_SCORES else run_here
+        results = await scoring(_classifications, embedded.embeddings, labels, pipeline.logit_scale, top_k)
         label_texts = embedded.texts[len(embedded.texts) - len(labels) :]
         return ClassifyResult(results, label_texts, embedded.models)
 
@@ -144,8 +148,9 @@ class Engine:
         self._check_count("texts", len(texts))
         translator = resolve_translator(self.repository, ref.name or self.default_pipeline, ref.version)
         translator.check_options(options)  # before jieba: a bad option must not cost the texts' work
-        outcomes = await self.offload(_described, texts, self.limits)
-        translated = await translate_outcomes(outcomes, translator, options, self.offload)
+        stage = self.offload if heavy_texts(texts) else run_here
+        outcomes = await stage(_described, texts, self.limits)
+        translated = await translate_outcomes(outcomes, translator, options, stage)
         return TranslateResult(translated, [(translator.name, translator.version)])
 
     async def _embed(self, pipeline: ClipPipeline, named: list[tuple[str, Input]], item_errors=None):

@@ -9,14 +9,16 @@ the translator (its newest ready version) and the best translation is what the t
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
 
 from server.backends.base import ImageEmbedder, TextEmbedder, has
-from server.core.cancellation import check_cancelled, current_token, run_with_token
+from server.core.cancellation import check_cancelled, current_token, run_here, run_with_token
 from server.core.config import Limits
 from server.core.errors import (
     CrossModalError,
@@ -40,7 +42,30 @@ from server.repository.specs import PipelineSpec
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 VISION, TEXT, TRANSLATOR = (CLIP.role(name) for name in ("vision", "text", "translator"))
+# Texts with more characters than this in all are prepared on a worker thread; fewer take less time on
+# the event loop (jieba: a few microseconds a character) than the hop to a thread would.
+INLINE_TEXT_CHARS = 64
+
+
+def heavy_texts(texts: Iterable[str], inline_chars: int = INLINE_TEXT_CHARS) -> bool:
+    """Whether work on `texts` is worth a hop to a worker thread: they have over `inline_chars`
+    characters in all (the default: preparing, translating and tokenising them)."""
+    total = 0
+    for text in texts:
+        total += len(text)
+        if total > inline_chars:
+            return True
+    return False
+
+
+async def answer(pending: Pending[T]) -> T:
+    """The pending answer; one already there (e.g. from the response cache) is taken at once, without
+    the round through the event loop that awaiting a future costs."""
+    future = pending.future
+    return pending.result() if future.done() and not future.cancelled() else await pending.wait()
 
 
 @dataclass(frozen=True)
@@ -82,33 +107,36 @@ class ClipPipeline:
     ) -> Embedded:
         """Embeds (name, input) pairs, in order; `name` (e.g. "items[3]") is what errors call the item.
 
-        In stages: images are decoded (on a worker thread, in `pool` when given) and queued for the image
-        tower before the texts are looked at, so image inference overlaps text work; texts are prepared
-        (jieba), the Chinese ones translated, and queued for the text tower; then every batch is awaited.
-        CPU stages run through `offload`; no thread is held while a batch forms and runs. With
+        In stages: images are decoded (in `pool` when given) and queued for the image tower before the
+        texts are looked at, so image inference overlaps text work; texts are prepared (jieba), the
+        Chinese ones translated, and queued for the text tower; then every batch is awaited. No thread is
+        held while a batch forms and runs. The CPU work goes through `offload` only where it outweighs
+        the hop to a worker thread: images and the texts' preparation share one hop, and a call of a few
+        short texts (answered from the response cache, or tokenised in microseconds) makes none. With
         `item_errors`, an item that cannot be embedded is recorded there (by row) and its row left NaN,
         instead of failing the whole call. Each image's decode waits for its estimated memory in `budget`.
         """
         images, texts = [], []
         for row, (name, item) in enumerate(named_inputs):
             (images if isinstance(item, ImageInput) else texts).append((row, name, item))
+        text_stage = offload if heavy_texts(item.text for _, _, item in texts) else run_here
         pending: list[tuple[list[int], Pending[np.ndarray]]] = []
         models = list(self.models)
         try:
-            if images:
-                queued = await offload(self._queue_images, images, limits, pool, item_errors, budget)
-                if queued is not None:
-                    pending.append(queued)
-            described = await offload(_described_all, texts, limits, item_errors) if texts else []
+            queued_images, described = await (offload if images else text_stage)(
+                self._prepare, images, texts, limits, pool, item_errors, budget
+            )
+            if queued_images is not None:
+                pending.append(queued_images)
             texts = [t for t, outcome in zip(texts, described, strict=True) if outcome is not None]
             outcomes = [outcome for outcome in described if outcome is not None]
-            translated_by = await self._translate_chinese(outcomes, offload)
+            translated_by = await self._translate_chinese(outcomes, text_stage)
             if translated_by:
                 models.append(translated_by)
             if outcomes:
-                queued = await offload(self._queue_texts, [o.encoded_text for o in outcomes])
+                queued = await text_stage(self._queue_texts, [o.encoded_text for o in outcomes])
                 pending.append(([row for row, _, _ in texts], queued))
-            parts = [(rows, await queued.wait()) for rows, queued in pending]
+            parts = [(rows, await answer(queued)) for rows, queued in pending]
         except BaseException:
             for _, queued in pending:  # nobody will read these: free their queue places
                 queued.withdraw()
@@ -121,8 +149,28 @@ class ClipPipeline:
             embeddings[rows] = vectors
         return Embedded(embeddings, outcomes, models)
 
+    def _prepare(
+        self,
+        images: list[tuple[int, str, ImageInput]],
+        texts: list[tuple[int, str, Input]],
+        limits: Limits,
+        pool: Executor | None,
+        item_errors: dict[int, CrossModalError] | None,
+        budget: MemoryBudget | None,
+    ) -> tuple[tuple[list[int], Pending[np.ndarray]] | None, list[TextOutcome | None]]:
+        """Queues the images (see _queue_images), then describes the texts: one stage, so that a call
+        with images hops to a worker thread once for both. Images queued for a call that then fails on
+        a text are withdrawn."""
+        queued = self._queue_images(images, limits, pool, item_errors, budget) if images else None
+        try:
+            return queued, _described_all(texts, limits, item_errors)
+        except BaseException:
+            if queued is not None:
+                queued[1].withdraw()
+            raise
+
     def _queue_texts(self, texts: list[str]) -> Pending[np.ndarray]:
-        """Tokenises and queues the texts (a worker stage)."""
+        """Tokenises (texts the response cache holds are not) and queues the texts."""
         return self.text.submit_texts(texts).withdrawn_on_cancel()
 
     def _queue_images(
@@ -133,7 +181,7 @@ class ClipPipeline:
         item_errors: dict[int, CrossModalError] | None,
         budget: MemoryBudget | None,
     ) -> tuple[list[int], Pending[np.ndarray]] | None:
-        """Decodes and queues the images (a worker stage): the rows queued and their Pending, if any.
+        """Decodes and queues the images (on a worker thread): the rows queued and their Pending, if any.
         Failures raise, or go to item_errors when given."""
 
         def prepare(entry: tuple[int, str, ImageInput]) -> tuple[int, np.ndarray | CrossModalError]:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TypeVar
 
-from server.core.cancellation import CancelToken, calls_on, current_call, run_in_worker
+from server.core.cancellation import CancelToken, calls_on, current_call, run_in_worker, stage_name
 from server.core.errors import CrossModalError, Status, status_of
 from server.metrics import ServerMetrics
 
@@ -42,7 +42,7 @@ async def run_as_call(executor: Executor, function, *args):
     """Runs function(*args) as one call: an engine coroutine awaited on the loop, a plain function on a
     worker thread of `executor`. The call is known by the function it runs (e.g. Engine.translate)."""
     token = CancelToken()
-    what = getattr(function, "__qualname__", repr(function))
+    what = stage_name(function)
     with calls_on(executor).registered(token, what), current_call(token):
         try:
             if inspect.iscoroutinefunction(function):

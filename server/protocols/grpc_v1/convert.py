@@ -19,8 +19,15 @@ from server.core.types import (
     TranslateResult,
 )
 from server.pipelines.served import ServedEntry, served_entries
+from server.protocols.grpc_v1 import packed
 from server.repository.repository import ModelRepository
 from server.retrieval.retrieval import CollectionSummary, IndexEntry, IndexOutcome, SearchOutcome
+
+# The float fields written from NumPy buffers (see packed.py).
+EMBEDDINGS = packed.field_key(pb.EncodeResponse.DESCRIPTOR, "embeddings")
+EMBEDDING_VALUES = packed.field_key(pb.Embedding.DESCRIPTOR, "values", packed_floats=True)
+SIMILARITY = packed.field_key(pb.CompareResponse.DESCRIPTOR, "similarity", packed_floats=True)
+PROBABILITIES = packed.field_key(pb.CompareResponse.DESCRIPTOR, "probabilities", packed_floats=True)
 
 
 def model_ref(spec: pb.ModelSpec) -> ModelRef:
@@ -64,24 +71,26 @@ def text_result(outcome: TextOutcome) -> pb.TextResult:
 
 
 def encode_response(result: EncodeResult) -> pb.EncodeResponse:
-    return pb.EncodeResponse(
-        embeddings=[pb.Embedding(values=row.tolist()) for row in result.embeddings],
-        texts=[text_result(t) for t in result.texts],
-        model=model_info(result.models),
+    response = pb.EncodeResponse(
+        texts=[text_result(t) for t in result.texts], model=model_info(result.models)
     )
+    response.MergeFromString(packed.float_rows(EMBEDDINGS, EMBEDDING_VALUES, result.embeddings))
+    return response
 
 
 def compare_response(result: CompareResult) -> pb.CompareResponse:
     rows, cols = result.similarity.shape
-    return pb.CompareResponse(
+    response = pb.CompareResponse(
         rows=rows,
         cols=cols,
-        similarity=result.similarity.ravel().tolist(),
-        probabilities=result.probabilities.ravel().tolist(),
         texts=[text_result(t) for t in result.texts],
         model=model_info(result.models),
         logit_scale=result.logit_scale,
     )
+    response.MergeFromString(
+        packed.floats(SIMILARITY, result.similarity) + packed.floats(PROBABILITIES, result.probabilities)
+    )
+    return response
 
 
 def translate_response(result: TranslateResult) -> pb.TranslateResponse:

@@ -111,6 +111,9 @@ class UndecodableRequestInterceptor(grpc.aio.ServerInterceptor):
         self._metrics = metrics
         self._budget = budget
         self._log = RateLimitedLog(log_interval_seconds)
+        # Per method: the handler gRPC found and its wrapped one, made once rather than on every call
+        # (a handler that differs from the one wrapped before is wrapped again).
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -119,10 +122,20 @@ class UndecodableRequestInterceptor(grpc.aio.ServerInterceptor):
             or handler.request_streaming
             or handler.response_streaming
             or handler.request_deserializer is None
-            or not inspect.iscoroutinefunction(handler.unary_unary)
         ):
             return handler  # streaming methods (reflection) keep gRPC's own handling
-        rpc = handler_call_details.method.rsplit("/", 1)[-1]
+        method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        if not inspect.iscoroutinefunction(handler.unary_unary):
+            return handler
+        wrapped = self._wrap(method.rsplit("/", 1)[-1], handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, rpc: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """`handler` with its deserializer made tolerant and its body held in the memory budget."""
         behaviour = handler.unary_unary
 
         async def refuse_undecodable(decoded: Decoded, context: grpc.aio.ServicerContext):
