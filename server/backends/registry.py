@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from server.backends.base import Backend
 from server.backends.source import ModelSource
 from server.core.errors import ModelLoadError
-from server.repository.model_config import ONNX_PLATFORM
+from server.repository.model_config import ONNX_PLATFORM, OPENVINO_PLATFORM
 
 if TYPE_CHECKING:
     from server.backends.onnx.session import SessionFactory
@@ -25,6 +25,9 @@ BACKENDS: dict[tuple[str, str], type[Backend] | str] = {
     (ONNX_PLATFORM, "clip_vision"): "server.backends.clip.vision:ClipVisionModel",
     (ONNX_PLATFORM, "clip_text"): "server.backends.clip.text:ClipTextModel",
     (ONNX_PLATFORM, "marian"): "server.backends.marian.model:MarianModel",
+    (OPENVINO_PLATFORM, "clip_vision"): "server.backends.openvino.models:OpenVinoClipVisionModel",
+    (OPENVINO_PLATFORM, "clip_text"): "server.backends.openvino.models:OpenVinoClipTextModel",
+    (OPENVINO_PLATFORM, "marian"): "server.backends.openvino.models:OpenVinoMarianModel",
 }
 
 

@@ -14,8 +14,10 @@ from server.core.errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 ONNX_PLATFORM = "onnxruntime_onnx"
+OPENVINO_PLATFORM = "openvino"
 PIPELINE_PLATFORM = "crossmodal_pipeline"
-BACKEND_PLATFORMS = {"onnxruntime": ONNX_PLATFORM}  # Triton configs may name a backend but no platform
+# Triton configs may name a backend but no platform
+BACKEND_PLATFORMS = {"onnxruntime": ONNX_PLATFORM, "openvino": OPENVINO_PLATFORM}
 
 
 def parse_model_config(text: str, source: str = "<config>") -> mc.ModelConfig:
