@@ -6,13 +6,15 @@ so both answer a repeated call the way users send it (the texts' translations an
 the image embedded each time). Calls are sequential, so the difference is the gRPC path itself:
 (de)serialisation, the interceptors and call runner, and loopback TCP. The two sides alternate in
 blocks, each block after an untimed call, so slow drifts of the machine hit both. A bare grpc.aio
-unary round trip (empty bytes each way) is recorded beside them: the floor any gRPC call pays here.
+unary round trip (empty bytes each way) is recorded beside them, back to back and after a pause as long
+as the in-process call: the floor any gRPC call of that length pays here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +30,7 @@ IMAGE = ROOT / "clients" / "python" / "examples" / "data" / "two_dogs_in_snow.jp
 TEXTS = ("在雪地里有两条狗", "一只猫在桌子上", "夜晚的伦敦")
 BLOCK = 20
 ECHO_METHOD = "/bench.Echo/Echo"
+SERVER_START_TIMEOUT_S = 30.0
 
 
 def measure(
@@ -58,11 +61,13 @@ def measure(
     finally:
         loop.close()
         close_in_process(engine, loaded)
-    bare_s = bare_round_trips(settings.overhead_repeats)
     grpc_p50, local_p50 = percentile(grpc_s, 50) * 1e3, percentile(local_s, 50) * 1e3
+    bare_s = bare_round_trips(settings.overhead_repeats)
+    idle_bare_s = bare_round_trips(settings.overhead_repeats, idle_s=local_p50 / 1e3)
     say(
-        f"p50 over gRPC {grpc_p50:.2f} ms, in process {local_p50:.2f} ms, "
-        f"bare grpc.aio round trip {percentile(bare_s, 50) * 1e3:.2f} ms"
+        f"p50 over gRPC {grpc_p50:.2f} ms, in process {local_p50:.2f} ms; bare grpc.aio round trip "
+        f"{percentile(bare_s, 50) * 1e3:.2f} ms back to back, {percentile(idle_bare_s, 50) * 1e3:.2f} ms "
+        f"after {local_p50:.1f} ms idle"
     )
     raw = {
         "repository": str(repository),
@@ -70,6 +75,7 @@ def measure(
         "grpc_ms": _spread(grpc_s),
         "in_process_ms": _spread(local_s),
         "bare_grpc_round_trip_ms": _spread(bare_s),
+        "bare_grpc_round_trip_after_idle_ms": _spread(idle_bare_s),
     }
     return Figure("p4_overhead_ms", grpc_p50 - local_p50, raw)
 
@@ -85,14 +91,22 @@ def alternate(first: Callable, second: Callable, repeats: int) -> tuple[list[flo
     return a, b
 
 
-def bare_round_trips(repeats: int) -> list[float]:
+def bare_round_trips(repeats: int, idle_s: float = 0.0) -> list[float]:
     """Seconds per sequential unary call (empty bytes each way) to a grpc.aio server doing nothing else,
-    from the same kind of blocking client the Compare calls use."""
+    from the same kind of blocking client the Compare calls use. With `idle_s`, each call follows that
+    long a pause, as a Compare call follows the engine's work: threads that slept take longer to wake
+    (on small virtual machines, markedly), which back-to-back calls never see."""
     import grpc
 
     with _echo_server() as address, grpc.insecure_channel(address) as channel:
         echo = channel.unary_unary(ECHO_METHOD)
-        return latencies(lambda: echo(b""), repeats)
+        if not idle_s:
+            return latencies(lambda: echo(b""), repeats)
+        timings = []
+        for _ in range(repeats):
+            time.sleep(idle_s)
+            timings += latencies(lambda: echo(b""), 1, warmup=0)
+        return timings
 
 
 @contextmanager
@@ -123,7 +137,8 @@ def _echo_server() -> Iterator[str]:
 
     thread = threading.Thread(target=asyncio.run, args=(serve(),), name="echo-server", daemon=True)
     thread.start()
-    started.wait()
+    if not started.wait(SERVER_START_TIMEOUT_S):
+        raise RuntimeError(f"the bare grpc.aio server did not start in {SERVER_START_TIMEOUT_S:g}s")
     try:
         yield f"127.0.0.1:{serving_on['port']}"
     finally:
