@@ -14,12 +14,15 @@ import numpy as np
 import pytest
 
 from server.backends.onnx.session import SessionFactory
+from server.backends.openvino.settings import CompileSettings
 from server.core.config import Limits
 from server.core.errors import InvalidInput
 from server.core.types import ImageInput, ModelRef, TextInput, TranslateOptions
 from server.engine import Engine
 from server.protocols.kserve.signatures import describe_model, metadata_tensors
+from server.repository.model_config import parse_model_config
 from server.repository.repository import ModelRepository, State
+from server.repository.specs import model_spec
 from tests.fixtures.images import encoded_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,6 +231,41 @@ def test_a_bad_setting_fails_the_load_naming_the_parameter(
             assert status.state == State.UNAVAILABLE
             assert f"parameter '{key}' is '{value}'" in status.reason and accepted in status.reason
         assert all(s.state == State.READY for s in repository.statuses("clip_vision"))
+    finally:
+        repository.close()
+
+
+def test_instances_share_the_cores_as_streams_unless_the_config_says_otherwise():
+    def settings(config: str) -> CompileSettings:
+        return CompileSettings.from_spec(
+            model_spec(parse_model_config('name: "m"\nbackend: "openvino"\n' + config))
+        )
+
+    two = settings("instance_group { count: 2 kind: KIND_CPU }\n")
+    assert (two.streams, two.precision, two.hint) == (2, None, None)
+    assert "INFERENCE_PRECISION_HINT" not in two.properties()  # unset: OpenVINO's choice
+    chosen = settings(
+        "instance_group { count: 2 kind: KIND_CPU }\n"
+        'parameters { key: "NUM_STREAMS" value { string_value: "1" } }\n'
+        'parameters { key: "INFERENCE_NUM_THREADS" value { string_value: "3" } }\n'
+        'parameters { key: "inference_precision" value { string_value: "f32" } }\n'
+    )
+    assert chosen.properties() == {
+        "NUM_STREAMS": "1",
+        "INFERENCE_NUM_THREADS": "3",
+        "INFERENCE_PRECISION_HINT": "f32",
+    }
+
+
+def test_the_load_says_which_precision_openvino_chose(exported_repository, tmp_path, caplog):
+    root = on_openvino(copied(exported_repository, tmp_path / "repository"), models=["clip_text"])
+    with caplog.at_level(logging.INFO, logger="server.backends.openvino.session"):
+        repository = opened(root)
+    try:
+        assert all(s.state == State.READY for s in repository.statuses("clip_text"))
+        lines = [r.getMessage() for r in caplog.records if "OpenVINO compiled model.onnx" in r.getMessage()]
+        assert len(lines) == 2  # one per version
+        assert all("inference precision" in line and "OpenVINO's choice" in line for line in lines)
     finally:
         repository.close()
 
