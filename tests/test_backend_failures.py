@@ -159,9 +159,12 @@ def test_a_config_without_a_known_model_type_is_refused_with_the_known_kinds(tmp
 def test_a_model_type_is_refused_on_a_platform_it_does_not_run_on(tmp_path):
     (tmp_path / "vision" / "1").mkdir(parents=True)
     (tmp_path / "vision" / "config.pbtxt").write_text(
-        'platform: "openvino"\nparameters { key: "model_type" value { string_value: "clip_vision" } }\n'
+        'platform: "tensorrt_plan"\nparameters { key: "model_type" value { string_value: "clip_vision" } }\n'
     )
-    refused = "model 'vision': model_type 'clip_vision' runs on platform onnxruntime_onnx, not 'openvino'"
+    refused = (
+        "model 'vision': model_type 'clip_vision' runs on platform onnxruntime_onnx or openvino, "
+        "not 'tensorrt_plan'"
+    )
     with pytest.raises(ModelLoadError, match=refused):
         registry.backend_class(repository_source(tmp_path, "vision"))
 

@@ -49,7 +49,11 @@ class Pending(Generic[T]):
 
     async def wait(self) -> T:
         """Awaits the answer on the event loop; a cancelled task, or a cancelled current call (a stopping
-        server cuts it off through its token), withdraws the work still queued."""
+        server cuts it off through its token), withdraws the work still queued. An answer already there
+        (e.g. from a response cache) is taken at once: awaiting a done future still costs a round through
+        the event loop."""
+        if self.future.done() and not self.future.cancelled():
+            return self.finish(self.future.result())
         unregister = self._withdraw_with_current_call()
         try:
             outputs = await asyncio.wrap_future(self.future)

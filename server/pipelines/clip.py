@@ -12,7 +12,6 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -42,7 +41,6 @@ from server.repository.specs import PipelineSpec
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 VISION, TEXT, TRANSLATOR = (CLIP.role(name) for name in ("vision", "text", "translator"))
 # Texts with more characters than this in all are prepared on a worker thread; fewer take less time on
@@ -59,13 +57,6 @@ def heavy_texts(texts: Iterable[str], inline_chars: int = INLINE_TEXT_CHARS) -> 
         if total > inline_chars:
             return True
     return False
-
-
-async def answer(pending: Pending[T]) -> T:
-    """The pending answer; one already there (e.g. from the response cache) is taken at once, without
-    the round through the event loop that awaiting a future costs."""
-    future = pending.future
-    return pending.result() if future.done() and not future.cancelled() else await pending.wait()
 
 
 @dataclass(frozen=True)
@@ -136,7 +127,7 @@ class ClipPipeline:
             if outcomes:
                 queued = await text_stage(self._queue_texts, [o.encoded_text for o in outcomes])
                 pending.append(([row for row, _, _ in texts], queued))
-            parts = [(rows, await answer(queued)) for rows, queued in pending]
+            parts = [(rows, await queued.wait()) for rows, queued in pending]
         except BaseException:
             for _, queued in pending:  # nobody will read these: free their queue places
                 queued.withdraw()
