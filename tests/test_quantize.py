@@ -19,7 +19,7 @@ from server.core.types import ImageInput, ModelRef
 from server.engine import Engine
 from server.repository.repository import ModelRepository
 from tests.fixtures.images import encoded_image
-from tools import quantize
+from tools import accuracy, quantize
 from tools.accuracy import INT8_BOUND, ModelVersion, compare, onnx_metadata, sha256, source_of
 from tools.local_server import ROOT
 
@@ -62,6 +62,7 @@ def test_variant_folder_config_and_metadata_say_what_it_is(repository_copy):
     metadata = onnx_metadata(target.directory / "model.onnx")
     assert metadata["variant"] == "int8-dynamic"
     assert metadata["variant_of"] == sha256(source_file)
+    assert metadata["variant_of_model"] == "clip_vision/1"
     for key, value in onnx_metadata(source_file).items():
         assert metadata[key] == value  # "source" (the checkpoint), logit scale, context length kept
     assert QUANTIZED_OPS & _op_types(target.directory / "model.onnx")
@@ -93,7 +94,7 @@ def test_the_repository_serves_the_variant_beside_its_source(repository_copy):
     assert 0.99 < cosine < 1.0
 
 
-def test_as_version_adds_a_version_of_the_same_model(repository_copy):
+def test_as_version_adds_a_version_of_the_same_model(repository_copy, capsys):
     before = (repository_copy / "clip_text" / "config.pbtxt").read_text()
     target, _ = quantize.quantize_model(repository_copy, "clip_text", as_version=3)
 
@@ -103,6 +104,11 @@ def test_as_version_adds_a_version_of_the_same_model(repository_copy):
     assert source_of(target) == ModelVersion(repository_copy, "clip_text", 2)  # the newest was quantized
     with pytest.raises(FileExistsError):
         quantize.quantize_model(repository_copy, "clip_text", as_version=3)
+
+    # The accuracy check finds the variant in the repository and its source by the recorded hash.
+    assert accuracy.main(["--repository", str(repository_copy)]) == 0
+    out = capsys.readouterr().out
+    assert "clip_text/3 (clip_text) against its source" in out and "source clip_text/2" in out
 
 
 def test_a_variant_compared_with_its_own_source_agrees_exactly(exported_repository):

@@ -43,7 +43,8 @@ from tools.pbtxt import write_config
 
 CLIP_VISION, CLIP_TEXT, MARIAN = "clip_vision", "clip_text", "marian"
 KINDS = (CLIP_VISION, CLIP_TEXT, MARIAN)
-VARIANT_KEY, VARIANT_OF_KEY = "variant", "variant_of"  # ONNX metadata of a variant file
+# ONNX metadata of a variant file: what it is, the sha256 of its source file, and that file's model/version.
+VARIANT_KEY, VARIANT_OF_KEY, VARIANT_OF_MODEL_KEY = "variant", "variant_of", "variant_of_model"
 DEFAULT_INPUTS = 200
 BATCH = 8
 # The image tower's bound for the fastest variant elsewhere (fast JPEG path); reported, not enforced here.
@@ -109,9 +110,8 @@ class Figures:
         lines = [f"{self.variant} ({self.kind}) against its source, {self.inputs} inputs:"]
         if self.cosine_min is not None:
             meets = "meets" if self.cosine_min >= FASTEST_IMAGE_TARGET else "misses"
-            fastest = f"; {meets} the fastest-variant target {FASTEST_IMAGE_TARGET}" * (
-                self.kind == CLIP_VISION
-            )
+            fastest = f"; {meets} the fastest-variant target {FASTEST_IMAGE_TARGET}"
+            fastest = fastest if self.kind == CLIP_VISION else ""
             lines.append(f"  cosine min {self.cosine_min:.5f}, mean {self.cosine_mean:.5f}{fastest}")
         if self.agreement is not None:
             lines.append(
