@@ -20,7 +20,10 @@ keeps the source's entries ("source" = the checkpoint, where the exporter writes
 can be paired) and "variant_of_model" = the model/version it was made from. With --as-version the
 variant becomes the model's newest version, the one a request for version 0 gets.
 
-The demo world's top-1 figures are checked too for the committed demo repository, or with --world.
+The int8 bound (tools.accuracy.INT8_BOUND): embedding cosine with the source min >= 0.99 and mean
+>= 0.995 over 200 photo-like images or English captions; translators: top-1 translation equal for >= 95%
+of the demo world's 364 Chinese sentences; with the demo world's figures (checked for the committed demo
+repository, or with --world) zero-shot top-1 and Chinese text -> image top-1 at most 0.5 points lower.
 """
 
 from __future__ import annotations
@@ -181,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also check the demo world's top-1 figures (always for the committed demo repository)",
     )
-    parser.add_argument("--inputs", type=int, default=DEFAULT_INPUTS, help="images / captions / sentences")
+    parser.add_argument(
+        "--inputs", type=int, default=DEFAULT_INPUTS, help="images or captions per tower (>= 200)"
+    )
     args = parser.parse_args(argv)
     if args.as_version is not None and args.as_version < 1:
         parser.error("--as-version must be a positive integer")
