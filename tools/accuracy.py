@@ -195,31 +195,36 @@ def onnx_metadata(path: Path) -> dict[str, str]:
 
 
 def source_of(variant: ModelVersion) -> ModelVersion:
-    """The repository's model version whose file the variant's first graph was made from."""
+    """The repository's model version holding the file the variant's first graph was made from (by its
+    sha256): the model/version the variant names first, then every other one."""
     graph = variant.graphs()[0]
-    wanted = onnx_metadata(graph).get(VARIANT_OF_KEY)
+    metadata = onnx_metadata(graph)
+    wanted = metadata.get(VARIANT_OF_KEY)
     if not wanted:
         raise ValueError(f"{graph} records no '{VARIANT_OF_KEY}': it is not a variant")
-    for model_dir in sorted(p for p in variant.repository.iterdir() if (p / "config.pbtxt").is_file()):
-        for version in discover_versions(model_dir) if model_dir.name != variant.name else []:
-            candidate = model_dir / str(version) / graph.name
-            if candidate.is_file() and sha256(candidate) == wanted:
-                return ModelVersion(variant.repository, model_dir.name, version)
-    for version in discover_versions(variant.repository / variant.name):
-        candidate = variant.repository / variant.name / str(version) / graph.name
-        if version != variant.version and candidate.is_file() and sha256(candidate) == wanted:
-            return ModelVersion(variant.repository, variant.name, version)
+    named, _, number = metadata.get(VARIANT_OF_MODEL_KEY, "").rpartition("/")
+    hinted = [ModelVersion(variant.repository, named, int(number))] if number.isdecimal() else []
+    for candidate in hinted + model_versions(variant.repository):
+        path = candidate.directory / graph.name
+        if candidate != variant and path.is_file() and sha256(path) == wanted:
+            return candidate
     raise ValueError(f"{variant}: no model in {variant.repository} holds the file it was made from")
 
 
+def model_versions(repository: Path) -> list[ModelVersion]:
+    return [
+        ModelVersion(repository, model_dir.name, version)
+        for model_dir in sorted(p for p in repository.iterdir() if (p / "config.pbtxt").is_file())
+        for version in discover_versions(model_dir)
+    ]
+
+
 def variants_in(repository: Path) -> list[ModelVersion]:
-    found = []
-    for model_dir in sorted(p for p in repository.iterdir() if (p / "config.pbtxt").is_file()):
-        for version in discover_versions(model_dir):
-            graphs = sorted((model_dir / str(version)).glob("*.onnx"))
-            if graphs and VARIANT_OF_KEY in onnx_metadata(graphs[0]):
-                found.append(ModelVersion(repository, model_dir.name, version))
-    return found
+    return [
+        model
+        for model in model_versions(repository)
+        if model.graphs() and VARIANT_OF_KEY in onnx_metadata(model.graphs()[0])
+    ]
 
 
 # -- embeddings through plain ONNX Runtime sessions ------------------------------------------------------
