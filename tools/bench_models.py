@@ -36,7 +36,7 @@ from tools.build_tiny_clip import new_clip_model, write_preprocessing
 from tools.build_tiny_marian import chinese_corpus, english_corpus, opus_mt_model, write_tokenizer
 from tools.export_clip import export_clip
 from tools.export_marian import export_marian, name_translator
-from tools.pbtxt import instance_group, write_config
+from tools.pbtxt import CPU_IMAGE_INSTANCES, instance_group, write_config
 
 log = logging.getLogger(__name__)
 
@@ -180,13 +180,14 @@ def export_repository_marian(models: BenchModels) -> None:
 
 
 def enable_batching(repository: Path, max_batch_sizes: tuple[int, int, int]) -> None:
-    """Each model: its batch limit, one CPU instance, and a short window in which requests join a batch."""
+    """Each model: its batch limit, its CPU instances (two for the image tower, as the exporter writes), and
+    a short window in which requests join a batch."""
     for name, max_batch_size in zip((VISION, TEXT, TRANSLATOR), max_batch_sizes, strict=True):
         path = repository / name / "config.pbtxt"
         config = text_format.Parse(path.read_text(encoding="utf-8"), mc.ModelConfig())
         config.max_batch_size = max_batch_size
         del config.instance_group[:]
-        config.instance_group.append(instance_group("cpu"))
+        config.instance_group.append(instance_group("cpu", CPU_IMAGE_INSTANCES if name == VISION else 1))
         config.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US
         write_config(repository / name, config)
 

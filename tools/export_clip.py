@@ -21,7 +21,7 @@ from pathlib import Path
 from crossmodal.v1 import model_config_pb2 as mc
 from server.repository.model_config import PIPELINE_PLATFORM
 from tools.ort_fusion import fuse_vision_attention
-from tools.pbtxt import dynamic_batching, instance_group, write_config
+from tools.pbtxt import CPU_IMAGE_INSTANCES, dynamic_batching, instance_group, write_config
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def export_clip(
         max_batch_size=max_batch_size,
         input=[mc.ModelInput(name="pixel_values", data_type=mc.TYPE_FP32, dims=[3, image_size, image_size])],
         output=[mc.ModelOutput(name="image_embeds", data_type=mc.TYPE_FP32, dims=[dim])],
-        instance_group=[instance_group(kind)],
+        instance_group=[instance_group(kind, CPU_IMAGE_INSTANCES)],
         dynamic_batching=dynamic_batching(),
         parameters={"model_type": mc.ModelParameter(string_value="clip_vision")},
     )

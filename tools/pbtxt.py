@@ -20,10 +20,17 @@ def write_config(model_dir: Path, config: mc.ModelConfig) -> Path:
     return path
 
 
-def instance_group(kind: str) -> mc.ModelInstanceGroup:
+# Image towers on the CPU run as two instances, each with half the cores (the server's default split):
+# while photos decode on the same cores, one instance with every core stalls at each parallel step whose
+# thread a decoder preempted, and two single-threaded ones keep computing. Measured on 2 vCPUs, 1920x1080
+# JPEGs at concurrency 32: 11.5-13.8 photos/s with one instance, 15.1-15.5 with two.
+CPU_IMAGE_INSTANCES = 2
+
+
+def instance_group(kind: str, cpu_instances: int = 1) -> mc.ModelInstanceGroup:
     if kind == "gpu":
         return mc.ModelInstanceGroup(count=1, kind=mc.ModelInstanceGroup.KIND_GPU, gpus=[0])
-    return mc.ModelInstanceGroup(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
+    return mc.ModelInstanceGroup(count=cpu_instances, kind=mc.ModelInstanceGroup.KIND_CPU)
 
 
 def dynamic_batching(max_queue_delay_us: int = 0) -> mc.ModelDynamicBatching:
