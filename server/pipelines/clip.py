@@ -2,8 +2,10 @@
 
 A pipeline config names its parts (`vision_model`, `text_model`, optionally `translator`). The two towers
 of one CLIP are only comparable when they come from the same checkpoint, so a pipeline version is a
-version that is ready in both towers; version 0 picks the newest such version. Chinese texts go through
-the translator (its newest ready version) and the best translation is what the text tower sees.
+version that is ready in both towers and whose towers pair (server/pipelines/pairing.py: variants of one
+checkpoint do, towers naming different checkpoints never); version 0 picks the newest such version. Chinese
+texts go through the translator (its newest ready version) and the best translation is what the text
+tower sees.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from server.core.errors import (
     ModelLoadError,
     ModelNotFound,
     ModelNotReady,
+    NotAllowed,
 )
 from server.core.pending import Pending
 from server.core.types import ImageInput, Input, TextOutcome, TranslateOptions
@@ -35,8 +38,9 @@ from server.images.reduced_decode import decoding_of
 from server.memory_budget import MemoryBudget
 from server.pipelines.kinds import CLIP
 from server.pipelines.language import CHINESE
+from server.pipelines.pairing import shared_checkpoint, unpaired
 from server.pipelines.text import Offload, describe_text, resolve_translator, translate_outcomes
-from server.repository.repository import ModelRepository
+from server.repository.repository import ModelRepository, State
 from server.repository.specs import PipelineSpec
 
 log = logging.getLogger(__name__)
@@ -86,6 +90,16 @@ class ClipPipeline:
     @property
     def models(self) -> list[tuple[str, int]]:
         return [(self.vision.name, self.vision.version), (self.text.name, self.text.version)]
+
+    @property
+    def version(self) -> int:
+        """The pipeline version: the one both towers serve at."""
+        return self.vision.version
+
+    @property
+    def checkpoint(self) -> str:
+        """The checkpoint both towers come from; "" when a tower does not say."""
+        return shared_checkpoint([self.vision, self.text])
 
     async def embed(
         self,
@@ -288,23 +302,46 @@ def _common_versions(repository: ModelRepository, name: str, towers: tuple[str, 
     return sorted(set(_ready(repository, name, towers[0])) & set(_ready(repository, name, towers[1])))
 
 
+def _unpaired_versions(
+    repository: ModelRepository, towers: tuple[str, str], common: list[int]
+) -> dict[int, str]:
+    """Of the `common` versions, those whose towers name different checkpoints, with why."""
+    models = {
+        tower: {s.version: s.model for s in repository.statuses(tower) if s.state is State.READY}
+        for tower in towers
+    }
+    reasons = {}
+    for version in common:
+        reason = unpaired({tower: models[tower][version] for tower in towers}, version)
+        if reason is not None:
+            reasons[version] = reason
+    return reasons
+
+
 def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> ClipPipeline:
     spec = repository.pipeline_spec(name)
     vision_name, text_name = towers = _towers(spec)
     with repository.consistent():  # no version may come or go between choosing it and taking both towers
         common = _common_versions(repository, name, towers)
+        refused = _unpaired_versions(repository, towers, common)
+        paired = [v for v in common if v not in refused]
         if version == 0:
-            if not common:
+            if refused and not paired:  # retrying cannot help: the repository holds the wrong files
+                newest = max(refused)
+                raise NotAllowed(f"pipeline '{name}' version {newest} cannot serve: {refused[newest]}")
+            if not paired:
                 raise ModelNotReady(
                     f"pipeline '{name}': no version is ready in both {vision_name} and {text_name}"
                 )
-            version = common[-1]
+            version = paired[-1]
+        elif version in refused:
+            raise NotAllowed(f"pipeline '{name}' version {version} cannot serve: {refused[version]}")
         elif version not in common:
             known = {s.version for tower in (vision_name, text_name) for s in repository.statuses(tower)}
             error = ModelNotReady if version in known else ModelNotFound  # loading or leaving: retry later
             raise error(
                 f"pipeline '{name}' has no version {version} ready in both {vision_name} and {text_name} "
-                f"(ready: {common})"
+                f"(ready: {paired})"
             )
         vision = repository.model(vision_name, version)
         text = repository.model(text_name, version)
@@ -313,14 +350,38 @@ def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> Cl
     return ClipPipeline(name, vision, text, repository, spec.parts.get(TRANSLATOR.name))
 
 
+def _servable(repository: ModelRepository, name: str) -> tuple[list[int], dict[int, str]]:
+    """The versions the pipeline can serve now, and the ready ones it cannot with why; raises when a
+    tower is not loaded or the pipeline is unknown."""
+    towers = _towers(repository.pipeline_spec(name))
+    with repository.consistent():
+        common = _common_versions(repository, name, towers)
+        refused = _unpaired_versions(repository, towers, common)
+    return [v for v in common if v not in refused], refused
+
+
 def pipeline_versions(repository: ModelRepository, name: str) -> list[int]:
-    """The versions the pipeline can serve now: ready in both towers."""
+    """The versions the pipeline can serve now: ready in both towers, and the towers pair."""
     try:
-        return _common_versions(repository, name, _towers(repository.pipeline_spec(name)))
+        return _servable(repository, name)[0]
     except (ModelNotFound, ModelNotReady):
         return []
 
 
+def unready_reason(repository: ModelRepository, name: str) -> str:
+    """Why the pipeline cannot serve now ("" when it can)."""
+    try:
+        versions, refused = _servable(repository, name)
+    except (ModelNotFound, ModelNotReady) as error:
+        return str(error)
+    if versions:
+        return ""
+    if refused:
+        newest = max(refused)
+        return f"version {newest}: {refused[newest]}"
+    return "its towers share no ready version"
+
+
 def pipeline_ready(repository: ModelRepository, name: str) -> bool:
-    """Whether the pipeline can serve now (both towers share a ready version)."""
+    """Whether the pipeline can serve now (both towers share a ready version, and they pair)."""
     return bool(pipeline_versions(repository, name))

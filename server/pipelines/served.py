@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.pipelines.clip import pipeline_ready
+from server.pipelines.clip import unready_reason
 from server.repository.repository import ModelRepository, State, VersionStatus
 
 PIPELINE_KIND = "pipeline"
@@ -31,8 +31,8 @@ def served_entries(repository: ModelRepository) -> list[ServedEntry]:
     """Pipelines first, then every model version."""
     pipelines = []
     for name in repository.pipelines():
-        ready = pipeline_ready(repository, name)
-        reason = "" if ready else "its towers share no ready version"
+        reason = unready_reason(repository, name)
+        ready = not reason
         state = State.READY if ready else State.UNAVAILABLE
         pipelines.append(ServedEntry(name, 0, state.value, reason, PIPELINE_KIND, ""))
     return pipelines + [version_entry(s) for s in repository.index()]

@@ -1,4 +1,5 @@
-"""The catalogue: a small Milvus collection recording which pipeline version embedded each collection.
+"""The catalogue: a small Milvus collection recording which pipeline version (and checkpoint) embedded each
+collection.
 
 It lives beside the collections it describes, so it survives restarts and is shared by every server on
 the same Milvus. Every change is flushed before it returns: the catalogue is what the next start trusts
@@ -14,11 +15,13 @@ CATALOGUE = "crossmodal_catalogue"
 
 @dataclass(frozen=True)
 class Embedder:
-    """What made a collection's vectors: only vectors of the same pipeline version are comparable."""
+    """What made a collection's vectors: the pipeline version, and the checkpoint its towers come from
+    ("" when they do not say, and for collections catalogued before checkpoints were recorded)."""
 
     pipeline: str
     version: int
     dimension: int
+    checkpoint: str = ""
 
 
 class Catalogue:
@@ -31,10 +34,16 @@ class Catalogue:
         if not found:
             return None
         info = found[0]["info"]
-        return Embedder(info["pipeline"], int(info["version"]), int(info["dimension"]))
+        checkpoint = str(info.get("checkpoint", ""))
+        return Embedder(info["pipeline"], int(info["version"]), int(info["dimension"]), checkpoint)
 
     def put(self, name: str, embedder: Embedder) -> None:
-        info = {"pipeline": embedder.pipeline, "version": embedder.version, "dimension": embedder.dimension}
+        info = {
+            "pipeline": embedder.pipeline,
+            "version": embedder.version,
+            "dimension": embedder.dimension,
+            "checkpoint": embedder.checkpoint,
+        }
         self._client.upsert(CATALOGUE, [{"id": name, "vector": [1.0, 0.0], "info": info}])
         self._client.flush(CATALOGUE)
 

@@ -3,9 +3,17 @@
 Operations are coroutines, like the engine's: the engine's embedding is awaited, and every call into the
 vector store (blocking: Milvus Lite, or a Milvus server over the network) runs on a worker thread.
 
-A collection remembers the pipeline and version that embedded it; indexing or searching it with any other
-version is refused (vectors of different checkpoints are not comparable). Requests that name no model use
-the collection's own pipeline and version, so a collection keeps working when a newer version is loaded.
+A collection remembers the pipeline and version that embedded it, and the checkpoint its towers come from.
+Vectors of different checkpoints are not comparable, so indexing into or searching a collection is
+accepted with a pipeline whose towers are the collection's checkpoint (its own pipeline version, or one
+serving a variant of that checkpoint, such as an int8 image tower) and refused with any other. A variant's
+vectors are within its measured cosine bound of the fp32 ones (README, "int8 variants": cosine with the
+fp32 vector of the same input min >= 0.99, mean >= 0.995), so mixing them in one collection costs at most
+that: no stored or query vector is further from the one the fp32 towers would have made.
+Where either side names no checkpoint (a collection catalogued before checkpoints were recorded, or towers
+whose files do not say), only the collection's own pipeline version is accepted. Requests that name no
+model use the collection's own pipeline and version, so a collection keeps working when a newer version
+is loaded.
 """
 
 from __future__ import annotations
@@ -127,12 +135,12 @@ class Retrieval:
         todo = [(position, e) for position, e in valid if e.id not in skipped]
         models: list[tuple[str, int]] = []
         if todo:
+            made, ref = self._embedder_of(ref)
+            if embedder is not None:  # refused before any item is embedded
+                self._check_embedder(collection, embedder, made)
             item_errors: dict[int, CrossModalError] = {}
             result = await self._engine.encode(ref, [e.item for _, e in todo], item_errors)
             models = result.models
-            made = Embedder(
-                ref.name or self._engine.default_pipeline, result.models[0][1], result.embeddings.shape[1]
-            )
             self._check_embedder(collection, await self._in_store(store.create, collection, made), made)
             rows = []
             for row, (position, entry) in enumerate(todo):
@@ -158,10 +166,10 @@ class Retrieval:
             raise InvalidInput(f"modality must be '', 'image' or 'text', got {modality!r}")
         store = await self._opened()
         embedder = await self._in_store(store.require, collection)
-        ref = self._model_for(collection, ref, embedder)
+        made, ref = self._embedder_of(self._model_for(collection, ref, embedder))
+        self._check_embedder(collection, embedder, made)
         result = await self._engine.encode(ref, [query], field="query")
         vector = result.embeddings[0]
-        self._check_embedder(collection, embedder, Embedder(ref.name, result.models[0][1], len(vector)))
         hits = await self._in_store(
             store.search, collection, np.asarray(vector), top_k or DEFAULT_TOP_K, modality
         )
@@ -199,14 +207,21 @@ class Retrieval:
         version = ref.version or (embedder.version if name == embedder.pipeline else 0)
         return ModelRef(name, version)
 
+    def _embedder_of(self, ref: ModelRef) -> tuple[Embedder, ModelRef]:
+        """What the pipeline version `ref` resolves to now would record, and `ref` pinned to that version:
+        the embedding must run on the version the collection was checked against."""
+        pipeline = self._engine.pipeline(ref)
+        made = Embedder(pipeline.name, pipeline.version, pipeline.embedding_dim, pipeline.checkpoint)
+        return made, ModelRef(made.pipeline, made.version)
+
     @staticmethod
     def _check_embedder(collection: str, have: Embedder, made: Embedder) -> None:
-        if (have.pipeline, have.version, have.dimension) != (made.pipeline, made.version, made.dimension):
+        if not comparable(have, made):
             raise NotAllowed(
                 f"collection '{collection}' holds vectors of pipeline '{have.pipeline}' version "
-                f"{have.version} ({have.dimension} dimensions); this request embeds with "
-                f"'{made.pipeline}' version {made.version} ({made.dimension}): index into a new "
-                "collection, or use that version"
+                f"{have.version} ({_described(have)}); this request embeds with '{made.pipeline}' version "
+                f"{made.version} ({_described(made)}): index into a new collection, or use that version "
+                "or a pipeline of the same checkpoint"
             )
 
     def _check_entries(self, entries: list[IndexEntry]) -> dict[int, CrossModalError]:
@@ -236,3 +251,18 @@ class Retrieval:
                 )
             seen.add(entry.id)
         return problems
+
+
+def comparable(have: Embedder, made: Embedder) -> bool:
+    """Whether vectors `made` may join (or search) a collection of vectors `have`: the same size, and the
+    same checkpoint where both name one, else the same pipeline version."""
+    if have.dimension != made.dimension:
+        return False
+    if have.checkpoint and made.checkpoint:
+        return have.checkpoint == made.checkpoint
+    return (have.pipeline, have.version) == (made.pipeline, made.version)
+
+
+def _described(embedder: Embedder) -> str:
+    checkpoint = f", checkpoint '{embedder.checkpoint}'" if embedder.checkpoint else ""
+    return f"{embedder.dimension} dimensions{checkpoint}"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 import numpy as np
 
 from server.backends.base import Backend
@@ -11,7 +14,31 @@ from server.backends.source import ModelSource
 from server.core.errors import ModelLoadError
 from server.repository.model_config import ONNX_PLATFORM
 
+log = logging.getLogger(__name__)
+
 DEFAULT_MAX_BATCH = 32  # items per run when config.pbtxt gives no max_batch_size
+# ONNX metadata keys: the exporter writes the checkpoint's name, tools.quantize what a variant is and
+# the model/version it was made from.
+SOURCE_KEY, VARIANT_KEY, VARIANT_OF_MODEL_KEY = "source", "variant", "variant_of_model"
+FP32 = "fp32"
+
+
+@dataclass(frozen=True)
+class CheckpointIdentity:
+    """Where a model's weights came from: the checkpoint ("" when the files do not say) and the variant
+    of it (an int8 file of a checkpoint is still that checkpoint, within the variant's bound)."""
+
+    checkpoint: str = ""
+    variant: str = FP32
+    variant_of_model: str = ""  # "clip_vision/1": what the variant was made from ("" for fp32)
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str]) -> CheckpointIdentity:
+        return cls(
+            metadata.get(SOURCE_KEY, ""),
+            metadata.get(VARIANT_KEY) or FP32,
+            metadata.get(VARIANT_OF_MODEL_KEY, ""),
+        )
 
 
 class OnnxModel(Backend):
@@ -31,6 +58,16 @@ class OnnxModel(Backend):
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
         self.embedding_dim = self._embedding_dim()  # known after close too: a closed model refuses work
+        self._identity = CheckpointIdentity.from_metadata(loaded.metadata)  # known after close too
+        if self._identity.variant != FP32:
+            log.info(
+                "%s v%d: %s variant of %s (made from %s)",
+                self.name,
+                self.version,
+                self._identity.variant,
+                self._identity.checkpoint or "an unnamed checkpoint",
+                self._identity.variant_of_model or "an unnamed model",
+            )
 
     @staticmethod
     def open_session(source: ModelSource, factory: SessionFactory) -> LoadedSession:
@@ -45,6 +82,11 @@ class OnnxModel(Backend):
     @property
     def provider(self) -> str:
         return self.loaded.provider
+
+    @property
+    def checkpoint_identity(self) -> CheckpointIdentity:
+        """The checkpoint its ONNX metadata names, and which variant of it this file is."""
+        return self._identity
 
     def setting(self, key: str) -> str | None:
         """A model fact: config.pbtxt `parameters` win over the ONNX metadata the exporter wrote."""
