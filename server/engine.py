@@ -113,8 +113,7 @@ class Engine:
         self._check_count("queries + candidates", len(queries) + len(candidates))
         pipeline = self.pipeline(ref)
         embedded = await self._embed(pipeline, _named("queries", queries) + _named("candidates", candidates))
-        scoring = self.offload if len(queries) * len(candidates) > INLINE_SCORES else run_here
-        similarity, probabilities = await scoring(
+        similarity, probabilities = await self._scoring(len(queries) * len(candidates))(
             _scores, embedded.embeddings, len(queries), pipeline.logit_scale
         )
         return CompareResult(similarity, probabilities, pipeline.logit_scale, embedded.texts, embedded.models)
@@ -138,7 +137,7 @@ class Engine:
         pipeline = self.pipeline(ref)
         named = _named("items", items) + [(f"labels[{i}]", TextInput(p)) for i, p in enumerate(prompts)]
         embedded = await self._embed(pipeline, named)
-        scoring = self.offload if len(items) * len(labels) > INLINE_SCORES else run_here
+        scoring = self._scoring(len(items) * len(labels))
         results = await scoring(_classifications, embedded.embeddings, labels, pipeline.logit_scale, top_k)
         label_texts = embedded.texts[len(embedded.texts) - len(labels) :]
         return ClassifyResult(results, label_texts, embedded.models)
@@ -152,6 +151,10 @@ class Engine:
         outcomes = await stage(_described, texts, self.limits)
         translated = await translate_outcomes(outcomes, translator, options, stage)
         return TranslateResult(translated, [(translator.name, translator.version)])
+
+    def _scoring(self, pairs: int):
+        """Where scoring that many (query, candidate) pairs runs: a worker thread, or the loop itself."""
+        return self.offload if pairs > INLINE_SCORES else run_here
 
     async def _embed(self, pipeline: ClipPipeline, named: list[tuple[str, Input]], item_errors=None):
         return await pipeline.embed(
