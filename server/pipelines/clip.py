@@ -322,20 +322,17 @@ def resolve_pipeline(repository: ModelRepository, name: str, version: int) -> Cl
     spec = repository.pipeline_spec(name)
     vision_name, text_name = towers = _towers(spec)
     with repository.consistent():  # no version may come or go between choosing it and taking both towers
-        common = _common_versions(repository, name, towers)
-        refused = _unpaired_versions(repository, towers, common)
-        paired = [v for v in common if v not in refused]
+        common, paired, refused = _versions(repository, name, towers)
         if version == 0:
             if refused and not paired:  # retrying cannot help: the repository holds the wrong files
-                newest = max(refused)
-                raise NotAllowed(f"pipeline '{name}' version {newest} cannot serve: {refused[newest]}")
+                raise _cannot_serve(name, max(refused), refused)
             if not paired:
                 raise ModelNotReady(
                     f"pipeline '{name}': no version is ready in both {vision_name} and {text_name}"
                 )
             version = paired[-1]
         elif version in refused:
-            raise NotAllowed(f"pipeline '{name}' version {version} cannot serve: {refused[version]}")
+            raise _cannot_serve(name, version, refused)
         elif version not in common:
             known = {s.version for tower in (vision_name, text_name) for s in repository.statuses(tower)}
             error = ModelNotReady if version in known else ModelNotFound  # loading or leaving: retry later
@@ -355,9 +352,22 @@ def _servable(repository: ModelRepository, name: str) -> tuple[list[int], dict[i
     tower is not loaded or the pipeline is unknown."""
     towers = _towers(repository.pipeline_spec(name))
     with repository.consistent():
-        common = _common_versions(repository, name, towers)
-        refused = _unpaired_versions(repository, towers, common)
-    return [v for v in common if v not in refused], refused
+        _, paired, refused = _versions(repository, name, towers)
+    return paired, refused
+
+
+def _versions(
+    repository: ModelRepository, name: str, towers: tuple[str, str]
+) -> tuple[list[int], list[int], dict[int, str]]:
+    """The versions ready in both towers, those of them whose towers pair, and the others with why (call
+    it in `repository.consistent()`)."""
+    common = _common_versions(repository, name, towers)
+    refused = _unpaired_versions(repository, towers, common)
+    return common, [v for v in common if v not in refused], refused
+
+
+def _cannot_serve(name: str, version: int, refused: dict[int, str]) -> NotAllowed:
+    return NotAllowed(f"pipeline '{name}' version {version} cannot serve: {refused[version]}")
 
 
 def pipeline_versions(repository: ModelRepository, name: str) -> list[int]:
